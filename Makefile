@@ -1,0 +1,54 @@
+# The commands a newcomer runs. Only Python 3.11+ and make are needed: everything else is installed
+# into .tools/ (a pinned Hatch) and .venv/ (the Hatch workspace environment, every package editable).
+
+PYTHON ?= python3
+HATCH_VERSION := 1.18.2
+TOOLS := .tools
+HATCH := $(TOOLS)/bin/hatch
+RUN := $(HATCH) run
+PACKAGES := common process-worker trigger-worker health-api
+PYTEST_ARGS ?=
+ARGS ?=
+
+
+.PHONY: help env test unit e2e lint typecheck fmt dist clean
+
+help:
+	@echo "make demo   run the whole service locally against a simulated FileSpin and show what it decides"
+	@echo "make test   lint, type-check, unit tests and end-to-end tests"
+	@echo "make e2e    end-to-end tests only       make lint / fmt / typecheck / dist / clean"
+
+$(HATCH):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (PYTHON=$(PYTHON))")'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "hatch==$(HATCH_VERSION)"
+
+env: $(HATCH)
+	$(RUN) python -c "import sys; print('workspace environment:', sys.prefix)"
+
+test: lint unit e2e
+
+unit: env
+	$(RUN) pytest $(PYTEST_ARGS) $(addprefix packages/,$(addsuffix /tests,$(PACKAGES))) $(wildcard packages/devkit/tests)
+
+e2e: env
+	$(RUN) pytest $(PYTEST_ARGS) tests/e2e
+
+lint: env
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(MAKE) --no-print-directory typecheck
+
+typecheck: env
+	$(RUN) mypy packages/common/src packages/process-worker/src packages/trigger-worker/src packages/health-api/src $(wildcard packages/devkit/src)
+
+fmt: env
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+dist: $(HATCH)
+	rm -rf dist
+	for pkg in $(PACKAGES); do (cd packages/$$pkg && ../../$(HATCH) build -t wheel ../../dist) || exit 1; done
+
+clean:
+	rm -rf dist .venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

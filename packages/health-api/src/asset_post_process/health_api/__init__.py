@@ -1,0 +1,1 @@
+"""Health, metrics and dead-letter API of asset-post-process."""

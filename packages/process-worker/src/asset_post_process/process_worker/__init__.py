@@ -1,0 +1,1 @@
+"""The process worker of asset-post-process."""

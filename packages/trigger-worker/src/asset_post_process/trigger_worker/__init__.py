@@ -1,0 +1,1 @@
+"""The trigger worker of asset-post-process."""
