@@ -28,7 +28,8 @@ def make_celery(main: str, settings: Settings) -> Celery:
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
         broker_transport_options={
-            # Longer than any retry countdown, so a delayed retry is not redelivered while it waits.
+            # After this, an unacknowledged message (its worker died) goes back to the queue. Longer than
+            # any task run; retries do not use countdowns (see delayed.py), so it can stay short.
             "visibility_timeout": settings.visibility_timeout_seconds,
             "socket_timeout": 10,
             "socket_connect_timeout": 5,

@@ -40,6 +40,15 @@ class Keys:
         """Hash of dead-letter id -> JSON entry."""
         return f"{self.prefix}:deadletters:data"
 
+    @property
+    def delayed(self) -> str:
+        """Sorted set of messages waiting for a retry, scored by due time."""
+        return f"{self.prefix}:delayed"
+
+    def job_done(self, job_id: str) -> str:
+        """Mark of a trigger job that completed (so a redelivered job is not called twice)."""
+        return f"{self.prefix}:done:{job_id}"
+
     def heartbeats(self, kind: str) -> str:
         """Sorted set of worker node -> last heartbeat time, per worker kind."""
         return f"{self.prefix}:heartbeats:{kind}"

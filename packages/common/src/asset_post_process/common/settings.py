@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     trigger_queue: str = Field(default=DEFAULT_TRIGGER_QUEUE, min_length=1)
 
     # Reliability
-    visibility_timeout_seconds: int = Field(default=7200, ge=60)
+    # Longer than any single task run; retries wait in Redis (delayed.py), not in the broker.
+    visibility_timeout_seconds: int = Field(default=300, ge=10)
     retry_backoff_base_seconds: float = Field(default=2.0, gt=0)
     retry_backoff_max_seconds: float = Field(default=600.0, gt=0)
     process_max_retries: int = Field(default=10, ge=0)

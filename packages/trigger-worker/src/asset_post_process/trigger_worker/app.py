@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from asset_post_process.common.celeryapp import make_celery
 from asset_post_process.common.settings import get_settings
+from asset_post_process.common.worker import setup_worker
 
 settings = get_settings()
 app = make_celery("asset-post-process-trigger-worker", settings)
 app.conf.worker_pool = settings.trigger_pool
 app.conf.worker_concurrency = settings.trigger_concurrency
+setup_worker(app, "trigger", settings)
