@@ -7,10 +7,14 @@ acks with redelivery of tasks whose worker died, prefetch of one, no result back
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from asset_post_process.common.contract import PROCESS_ASSET_TASK, TRIGGER_ADDON_TASK
 from asset_post_process.common.settings import Settings
+
+
+def _queue(name: str) -> Queue:
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
 def make_celery(main: str, settings: Settings) -> Celery:
@@ -42,7 +46,11 @@ def make_celery(main: str, settings: Settings) -> Celery:
         broker_heartbeat=0,
         # Queues and routes.
         task_default_queue=settings.process_queue,
-        task_queues=(Queue(settings.process_queue), Queue(settings.trigger_queue)),
+        task_default_exchange=settings.process_queue,
+        task_default_routing_key=settings.process_queue,
+        # One direct exchange per queue: with Celery's default the two queues would share an exchange
+        # and routing key, and a message for one would be copied into both.
+        task_queues=(_queue(settings.process_queue), _queue(settings.trigger_queue)),
         task_routes={
             PROCESS_ASSET_TASK: {"queue": settings.process_queue},
             TRIGGER_ADDON_TASK: {"queue": settings.trigger_queue},
