@@ -1,0 +1,1 @@
+"""Development kit of asset-post-process: never deployed, never imported by production packages."""
