@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 
-.PHONY: help env test unit e2e lint typecheck fmt dist clean
+.PHONY: help env test unit e2e lint typecheck fmt dist clean schemas
 
 help:
 	@echo "make demo   run the whole service locally against a simulated FileSpin and show what it decides"
@@ -52,3 +52,6 @@ dist: $(HATCH)
 
 clean:
 	rm -rf dist .venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+
+schemas: env
+	$(RUN) python -m asset_post_process.common.contract packages/common/schemas

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -153,3 +154,26 @@ def job_json_schema() -> dict[str, Any]:
 
 
 SCHEMAS = {"process_asset.json": event_json_schema, "trigger_addon.json": job_json_schema}
+
+
+def render_schema(name: str) -> str:
+    """The committed text of schema file ``name`` (stable key order, trailing newline)."""
+    return json.dumps(SCHEMAS[name](), indent=2, sort_keys=True) + "\n"
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    """Write every JSON Schema into ``directory``; returns the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SCHEMAS:
+        path = directory / name
+        path.write_text(render_schema(name), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":  # python -m asset_post_process.common.contract packages/common/schemas
+    import sys
+
+    for path in write_schemas(Path(sys.argv[1] if len(sys.argv) > 1 else "packages/common/schemas")):
+        print(path)

@@ -199,6 +199,8 @@ def load_settings(**overrides: Any) -> Settings:
         problems = "; ".join(_describe(dict(e)) for e in exc.errors(include_input=False, include_url=False))
         raise ConfigurationError(f"invalid settings: {problems}") from None
     except SettingsError as exc:
+        if isinstance(exc.__cause__, ConfigurationError):  # raised by FileEnvSettingsSource
+            raise exc.__cause__ from None
         # pydantic-settings names the field in its message ("error parsing value for field ...").
         raise ConfigurationError(f"invalid settings: {_settings_error_text(exc)}") from None
 
