@@ -37,10 +37,13 @@ e2e: env
 lint: env
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) hadolint docker/Dockerfile
+	$(RUN) check-jsonschema --builtin-schema vendor.compose-spec stack.yml
+	$(RUN) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
 	$(MAKE) --no-print-directory typecheck
 
 typecheck: env
-	$(RUN) mypy packages/common/src packages/process-worker/src packages/trigger-worker/src packages/health-api/src $(wildcard packages/devkit/src)
+	$(RUN) mypy packages/common/src packages/process-worker/src packages/trigger-worker/src packages/health-api/src $(wildcard packages/devkit/src) $(wildcard docker/*.py)
 
 fmt: env
 	$(RUN) ruff format .
