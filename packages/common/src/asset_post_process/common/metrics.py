@@ -5,6 +5,7 @@ Per-addon outcome counters and addon call latency histograms; every API replica 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import redis
@@ -49,19 +50,28 @@ class Metrics:
 
     def outcomes(self) -> dict[tuple[str, str], int]:
         """(addon, outcome) -> count."""
-        raw = self._redis.hgetall(self._keys.outcome_counters)
-        result: dict[tuple[str, str], int] = {}
-        for name, value in raw.items():
-            addon, _, outcome = name.decode().partition("|")
-            result[(addon, outcome)] = int(value)
-        return result
+        return parse_outcomes(self._redis.hgetall(self._keys.outcome_counters))
 
     def latency(self, addon: str) -> LatencyHistogram:
         """The cumulative latency histogram of ``addon``."""
-        raw = {k.decode(): v.decode() for k, v in self._redis.hgetall(self._keys.latency(addon)).items()}
-        histogram = LatencyHistogram(count=int(raw.get("count", 0)), total_seconds=float(raw.get("sum", 0.0)))
-        running = 0
-        for bound in LATENCY_BUCKETS:
-            running += int(raw.get(f"{bound}", 0))
-            histogram.buckets[bound] = running
-        return histogram
+        return parse_latency(self._redis.hgetall(self._keys.latency(addon)))
+
+
+def parse_outcomes(raw: Mapping[bytes, bytes]) -> dict[tuple[str, str], int]:
+    """(addon, outcome) -> count, from the outcome counters hash as read from Redis."""
+    result: dict[tuple[str, str], int] = {}
+    for name, value in raw.items():
+        addon, _, outcome = name.decode().partition("|")
+        result[(addon, outcome)] = int(value)
+    return result
+
+
+def parse_latency(raw_hash: Mapping[bytes, bytes]) -> LatencyHistogram:
+    """The cumulative histogram held in one addon's latency hash as read from Redis."""
+    raw = {k.decode(): v.decode() for k, v in raw_hash.items()}
+    histogram = LatencyHistogram(count=int(raw.get("count", 0)), total_seconds=float(raw.get("sum", 0.0)))
+    running = 0
+    for bound in LATENCY_BUCKETS:
+        running += int(raw.get(f"{bound}", 0))
+        histogram.buckets[bound] = running
+    return histogram
