@@ -59,9 +59,13 @@ class _Run:
         self.started = time.perf_counter()
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
-        fields = {"attempt": self.attempt + 1, "duration_ms": round((time.perf_counter() - self.started) * 1000, 1)}
-        fields.update({k: v for k, v in extra.items() if v is not None})
-        return fields
+        fields: dict[str, Any] = {"addon": self._addon()}
+        if self.job is not None:
+            job = self.job
+            fields.update(event_id=job.event_id, asset_id=job.asset_id, job_id=job.job_id, action=job.action.value)
+        fields.update(attempt=self.attempt + 1, duration_ms=round((time.perf_counter() - self.started) * 1000, 1))
+        fields.update(extra)
+        return {k: v for k, v in fields.items() if v is not None}
 
     def _addon(self) -> str | None:
         if self.job is not None:
