@@ -19,14 +19,11 @@ on the same port (the reliability suite does so). Everything started is stopped 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -38,6 +35,7 @@ from urllib.parse import urlsplit
 import redis
 
 from asset_post_process.devkit.ports import free_port, wait_for
+from asset_post_process.devkit.processes import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +93,6 @@ def docker_engine_answers(timeout: float = 0.5) -> bool:
     except OSError:
         return False
     return answer.startswith(b"HTTP/") and b" 200 " in answer.split(b"\r\n", 1)[0]
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGTERM the child when the process that started it dies (no orphan servers)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class RedisServerProcess:
@@ -174,7 +163,7 @@ class RedisServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # only a prctl call between fork and exec
+            preexec_fn=die_with_parent,  # only a prctl call between fork and exec
         )
         process = self._process
         ready = wait_for(lambda: process.poll() is not None or self.ping(), timeout=timeout)
