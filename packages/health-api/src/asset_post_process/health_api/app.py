@@ -11,10 +11,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from asset_post_process.health_api.__about__ import __version__
 from asset_post_process.health_api.health_routes import router as health_router
@@ -40,6 +43,22 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"Redis or the broker did not answer ({type(exc).__name__})"}, status_code=503)
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's handler, except that a 405 lists the methods of every route on the path, not the first."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        allowed = sorted(
+            {
+                method
+                for route in request.app.routes
+                if isinstance(route, Route) and route.path_regex.match(request.url.path)
+                for method in route.methods or ()
+            }
+        )
+        exc = StarletteHTTPException(exc.status_code, exc.detail, {**(exc.headers or {}), "Allow": ", ".join(allowed)})
+    return await http_exception_handler(request, exc)
+
+
 def create_app(settings: HealthSettings | None = None) -> FastAPI:
     """The app; with ``settings`` its clients are built at once, else by the lifespan from the environment."""
 
@@ -60,6 +79,7 @@ def create_app(settings: HealthSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.resources = Resources.from_settings(settings) if settings is not None else None
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RedisError, _unavailable)
     app.add_exception_handler(OperationalError, _unavailable)
     app.add_exception_handler(TimeoutError, _unavailable)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
 
 from asset_post_process.common.contract import ADDON_KEY_PATTERN
 from asset_post_process.common.deadletters import DeadLetter, DeadLetterFilter
@@ -123,31 +123,48 @@ class DeadLetterList(BaseModel):
     items: list[DeadLetterSummary]
 
 
-class Selection(BaseModel):
-    """Which dead letters a replay acts on: ``ids``, or a filter, or ``all``; at least one of them."""
+DeadLetterId = Annotated[str, StringConstraints(pattern=DEAD_LETTER_ID_PATTERN)]
+
+#: What the model validator enforces, said in the schema too: ids, a filter field, or all=true.
+_FILTER_TYPES = (
+    ("ids", "array"),
+    ("addon", "string"),
+    ("reason_code", "string"),
+    ("task", "string"),
+    ("older_than", "number"),
+    ("newer_than", "number"),
+)
+
+
+def _required(name: str, kind: str) -> JsonValue:
+    return {"required": [name], "properties": {name: {"type": kind}}}
+
+
+_SELECTS_SOMETHING: list[JsonValue] = [
+    *(_required(name, kind) for name, kind in _FILTER_TYPES),
+    {"required": ["all"], "properties": {"all": {"const": True}}},
+]
+
+
+class DeadLetterQuery(BaseModel):
+    """Filters of the dead-letter routes; every given one must hold. Unknown parameters are refused."""
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[str] | None = Field(default=None, max_length=1000)
-    addon: str | None = Field(default=None, pattern=ADDON_KEY_PATTERN)
-    reason_code: str | None = Field(default=None, pattern=REASON_CODE_PATTERN)
-    task: str | None = Field(default=None, pattern=TASK_PATTERN)
-    older_than: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="Seconds.")
-    newer_than: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="Seconds.")
-    all: bool = Field(default=False, description="Act on every dead letter (required when nothing else selects).")
-
-    @model_validator(mode="after")
-    def _something_selected(self) -> Selection:
-        if self.ids is not None:
-            for letter_id in self.ids:
-                if not _valid_id(letter_id):
-                    raise ValueError("ids: each id is 32 lower-case hex characters")
-        if not self.all and self.ids is None and self.filter() == DeadLetterFilter():
-            raise ValueError("select dead letters with ids, a filter, or all=true")
-        return self
+    addon: str | None = Field(default=None, pattern=ADDON_KEY_PATTERN, description="Addon key, e.g. FACE_RECOGNITION.")
+    reason_code: str | None = Field(
+        default=None, pattern=REASON_CODE_PATTERN, description="Reason code, e.g. http_403."
+    )
+    task: str | None = Field(default=None, pattern=TASK_PATTERN, description="process_asset or trigger_addon.")
+    older_than: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Only letters at least this many seconds old."
+    )
+    newer_than: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Only letters at most this many seconds old."
+    )
 
     def filter(self) -> DeadLetterFilter:
-        """The filter part of the selection."""
+        """The store's filter for these parameters."""
         return DeadLetterFilter(
             addon=self.addon,
             reason_code=self.reason_code,
@@ -157,8 +174,33 @@ class Selection(BaseModel):
         )
 
 
-def _valid_id(value: str) -> bool:
-    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+class ListQuery(DeadLetterQuery):
+    """Filters of ``GET /dead-letters`` and how many letters to return."""
+
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class PurgeQuery(DeadLetterQuery):
+    """Filters of ``DELETE /dead-letters``; with none, ``all=true`` is required."""
+
+    all: bool = Field(default=False, description="Purge every dead letter (required when no filter is given).")
+
+
+class Selection(DeadLetterQuery):
+    """Which dead letters a replay acts on: ``ids``, or a filter, or ``all``; at least one of them."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"anyOf": _SELECTS_SOMETHING})
+
+    ids: list[DeadLetterId] | None = Field(
+        default=None, max_length=1000, description="Replay these letters (the filters are then ignored)."
+    )
+    all: bool = Field(default=False, description="Act on every dead letter (required when nothing else selects).")
+
+    @model_validator(mode="after")
+    def _something_selected(self) -> Selection:
+        if not self.all and self.ids is None and self.filter() == DeadLetterFilter():
+            raise ValueError("select dead letters with ids, a filter, or all=true")
+        return self
 
 
 class ReplayResult(BaseModel):

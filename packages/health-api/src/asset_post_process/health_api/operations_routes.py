@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
-from asset_post_process.common.contract import ADDON_KEY_PATTERN
 from asset_post_process.common.deadletters import DeadLetterFilter
 from asset_post_process.common.figures import aread_figures
 from asset_post_process.health_api.auth import require_operator
 from asset_post_process.health_api.models import (
-    DEAD_LETTER_ID_PATTERN,
-    REASON_CODE_PATTERN,
-    TASK_PATTERN,
     DeadLetterDetail,
     DeadLetterList,
     DeadLetterSummary,
     DelayedFigures,
+    ListQuery,
     Problem,
+    PurgeQuery,
     PurgeResult,
     QueuesReport,
     ReplayResult,
@@ -34,22 +33,8 @@ UNAVAILABLE: dict[int | str, dict[str, object]] = {503: {"model": Problem, "desc
 GUARDED: dict[int | str, dict[str, object]] = {
     **UNAVAILABLE,
     401: {"model": Problem, "description": "Missing or wrong operator token."},
-    404: {"model": Problem, "description": "Operator routes are off (no POSTPROCESS_OPERATOR_TOKEN)."},
+    404: {"model": Problem, "description": "Not found, or operator routes off (no POSTPROCESS_OPERATOR_TOKEN)."},
 }
-
-AddonQ = Annotated[str | None, Query(pattern=ADDON_KEY_PATTERN, description="Addon key, e.g. FACE_RECOGNITION.")]
-ReasonQ = Annotated[str | None, Query(pattern=REASON_CODE_PATTERN, description="Reason code, e.g. http_403.")]
-TaskQ = Annotated[str | None, Query(pattern=TASK_PATTERN, description="Task name: process_asset or trigger_addon.")]
-OlderQ = Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="Only letters at least this old (s).")]
-NewerQ = Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="Only letters at most this old (s).")]
-
-
-def _filter(
-    addon: str | None, reason_code: str | None, task: str | None, older: float | None, newer: float | None
-) -> DeadLetterFilter:
-    return DeadLetterFilter(
-        addon=addon, reason_code=reason_code, task=task, older_than_seconds=older, newer_than_seconds=newer
-    )
 
 
 @router.get("/queues", response_model=QueuesReport, responses=UNAVAILABLE, tags=["figures"])
@@ -75,44 +60,34 @@ async def queues(resources: ResourcesDep) -> QueuesReport:
 
 
 @router.get("/dead-letters", response_model=DeadLetterList, responses=UNAVAILABLE, tags=["dead letters"])
-def list_dead_letters(
-    resources: ResourcesDep,
-    addon: AddonQ = None,
-    reason_code: ReasonQ = None,
-    task: TaskQ = None,
-    older_than: OlderQ = None,
-    newer_than: NewerQ = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> DeadLetterList:
+def list_dead_letters(resources: ResourcesDep, query: Annotated[ListQuery, Query()]) -> DeadLetterList:
     """Dead letters matching every given filter, newest first, without their messages."""
     store = resources.dead_letters
-    letters = store.list(_filter(addon, reason_code, task, older_than, newer_than), limit=limit)
+    letters = store.list(query.filter(), limit=query.limit)
     now = time.time()
     items = [DeadLetterSummary.of(letter, now) for letter in letters]
     return DeadLetterList(total=store.count(), count=len(items), items=items)
 
 
 @router.get(
-    "/dead-letters/{letter_id}",
+    "/dead-letters/{letter_id:uuid}",
     response_model=DeadLetterDetail,
     responses=GUARDED,
     dependencies=[Depends(require_operator)],
     tags=["dead letters"],
 )
-def show_dead_letter(
-    resources: ResourcesDep, letter_id: Annotated[str, Path(pattern=DEAD_LETTER_ID_PATTERN)]
-) -> DeadLetterDetail:
+def show_dead_letter(resources: ResourcesDep, letter_id: uuid.UUID) -> DeadLetterDetail:
     """One dead letter with its message (operator token required: the message is shown)."""
-    letter = resources.dead_letters.get(letter_id)
+    letter = resources.dead_letters.get(letter_id.hex)
     if letter is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter {letter_id}")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter {letter_id.hex}")
     return DeadLetterDetail.of(letter)
 
 
 @router.post(
     "/dead-letters/replay",
     response_model=ReplayResult,
-    responses=GUARDED,
+    responses={**GUARDED, 400: {"model": Problem, "description": "The body is not JSON."}},
     dependencies=[Depends(require_operator)],
     tags=["dead letters"],
 )
@@ -132,17 +107,9 @@ def replay_dead_letters(resources: ResourcesDep, selection: Selection) -> Replay
     dependencies=[Depends(require_operator)],
     tags=["dead letters"],
 )
-def purge_dead_letters(
-    resources: ResourcesDep,
-    addon: AddonQ = None,
-    reason_code: ReasonQ = None,
-    task: TaskQ = None,
-    older_than: OlderQ = None,
-    newer_than: NewerQ = None,
-    all: Annotated[bool, Query(description="Purge every dead letter (needed when no filter is given).")] = False,
-) -> PurgeResult:
+def purge_dead_letters(resources: ResourcesDep, query: Annotated[PurgeQuery, Query()]) -> PurgeResult:
     """Delete the dead letters matching every given filter (or all of them with ``all=true``)."""
-    flt = _filter(addon, reason_code, task, older_than, newer_than)
-    if flt == DeadLetterFilter() and not all:
+    flt = query.filter()
+    if flt == DeadLetterFilter() and not query.all:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "give a filter, or all=true to purge every dead letter")
     return PurgeResult(purged=resources.dead_letters.purge(flt))
