@@ -11,10 +11,11 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 
-.PHONY: help env test unit e2e lint typecheck fmt dist clean schemas
+.PHONY: help env demo test unit e2e lint typecheck fmt dist clean schemas
 
 help:
 	@echo "make demo   run the whole service locally against a simulated FileSpin and show what it decides"
+	@echo "            (make demo ARGS=--keep stays up until Ctrl-C; ARGS=--direct skips supervisord)"
 	@echo "make test   lint, type-check, unit tests and end-to-end tests"
 	@echo "make e2e    end-to-end tests only       make lint / fmt / typecheck / dist / clean"
 
@@ -25,6 +26,9 @@ $(HATCH):
 
 env: $(HATCH)
 	$(RUN) python -c "import sys; print('workspace environment:', sys.prefix)"
+
+demo: env
+	$(RUN) python -m asset_post_process.devkit.demo $(ARGS)
 
 test: lint unit e2e
 

@@ -54,6 +54,7 @@ __all__ = [
     "LaunchError",
     "ManagedProcess",
     "ServiceStack",
+    "StackClients",
     "celery_worker",
     "health_api",
     "settings_from_env",
@@ -177,7 +178,54 @@ def health_api(env: Mapping[str, str], log_path: Path, *, port: int | None = Non
     return HealthApiProcess("health-api", command, full_env, log_path, ready, url=url)
 
 
-class ServiceStack:
+class StackClients:
+    """What tests and the demo use around a running stack: its settings, producer, Redis and decision log."""
+
+    name: str
+    env: dict[str, str]
+
+    def _init_clients(self) -> None:
+        self.settings = settings_from_env(self.env)
+        self.keys = Keys(self.settings.key_prefix)
+        self._producer: EventProducer | None = None
+        self._redis: redis.Redis[bytes] | None = None
+
+    def producer(self) -> EventProducer:
+        """An :class:`EventProducer` sending to this stack's process queue (kept and closed with the stack)."""
+        if self._producer is None:
+            self._producer = EventProducer.from_settings(self.settings)
+        return self._producer
+
+    def redis(self) -> redis.Redis[bytes]:
+        """A Redis client on this stack's cache URL."""
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.settings.effective_cache_url, socket_timeout=5)
+        return self._redis
+
+    def decisions(self) -> DecisionLog:
+        """The process worker's decision log in this stack's Redis namespace."""
+        return DecisionLog(self.redis(), self.keys)
+
+    def _close_clients(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+
+def isolated_env(name: str, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` plus a key prefix and queue names of its own (derived from ``name``) unless ``env`` sets them."""
+    return {
+        env_name("key_prefix"): f"pp-{name}",
+        env_name("process_queue"): f"{name}.process",
+        env_name("trigger_queue"): f"{name}.trigger",
+        **env,
+    }
+
+
+class ServiceStack(StackClients):
     """Process worker + trigger worker (+ the health API) sharing one environment, isolated from other stacks.
 
     Unless ``env`` sets them, the stack picks its own ``POSTPROCESS_KEY_PREFIX``, ``POSTPROCESS_PROCESS_QUEUE``
@@ -195,14 +243,8 @@ class ServiceStack:
         trigger_args: Sequence[str] = (),
     ) -> None:
         self.name = name or f"stack-{uuid.uuid4().hex[:8]}"
-        self.env: dict[str, str] = {
-            env_name("key_prefix"): f"pp-{self.name}",
-            env_name("process_queue"): f"{self.name}.process",
-            env_name("trigger_queue"): f"{self.name}.trigger",
-            **env,
-        }
-        self.settings = settings_from_env(self.env)
-        self.keys = Keys(self.settings.key_prefix)
+        self.env = isolated_env(self.name, env)
+        self._init_clients()
         self.logs_dir = logs_dir
         self.process_worker = celery_worker(
             "process", self.env, logs_dir / f"{self.name}-process-worker.log", extra_args=process_args
@@ -213,8 +255,6 @@ class ServiceStack:
         self.api: HealthApiProcess | None = (
             health_api(self.env, logs_dir / f"{self.name}-health-api.log") if with_api else None
         )
-        self._producer: EventProducer | None = None
-        self._redis: redis.Redis[bytes] | None = None
 
     @property
     def programs(self) -> list[ManagedProcess]:
@@ -252,12 +292,7 @@ class ServiceStack:
         """Stop every program (warm shutdown, then SIGKILL) and close this stack's clients."""
         for program in reversed(self.programs):
             program.stop(timeout)
-        if self._producer is not None:
-            self._producer.close()
-            self._producer = None
-        if self._redis is not None:
-            self._redis.close()
-            self._redis = None
+        self._close_clients()
 
     def __enter__(self) -> ServiceStack:
         return self.start()
@@ -266,23 +301,6 @@ class ServiceStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-    # ------------------------------------------------------------------ helpers for tests and the demo
-    def producer(self) -> EventProducer:
-        """An :class:`EventProducer` sending to this stack's process queue (kept and closed with the stack)."""
-        if self._producer is None:
-            self._producer = EventProducer.from_settings(self.settings)
-        return self._producer
-
-    def redis(self) -> redis.Redis[bytes]:
-        """A Redis client on this stack's cache URL."""
-        if self._redis is None:
-            self._redis = redis.Redis.from_url(self.settings.effective_cache_url, socket_timeout=5)
-        return self._redis
-
-    def decisions(self) -> DecisionLog:
-        """The process worker's decision log in this stack's Redis namespace."""
-        return DecisionLog(self.redis(), self.keys)
 
     def read_logs(self) -> dict[str, str]:
         """Every program's whole log, by program name."""
