@@ -280,3 +280,23 @@ def test_an_addon_down_for_a_while_recovers_with_calls_bounded_by_the_breaker(
     assert sorted(c.asset_id or "" for c in calls if c.status == 200) == sorted(assets)
     assert bench.dead_letters() == []
     assert bench.outcome(SCENE, "done") == jobs
+
+
+def test_a_job_in_flight_when_the_worker_is_killed_comes_back_and_is_done(
+    trigger_bench: Callable[..., TriggerBench], wait_until: Callable[..., Any], sim: SimulatorClient
+) -> None:
+    # With the threads pool a SIGKILL takes the whole worker (no parent survives to requeue at once): the
+    # message stays unacknowledged in the broker and is handed out again after the visibility timeout.
+    bench = trigger_bench(visibility_timeout_seconds="10", http_read_timeout="60")
+    asset_id = bench.asset()
+    sim.script_addon(asset_id, SCENE, Step(200, latency=30.0))  # the call the kill interrupts
+    job = bench.job(asset_id)
+    bench.send(job)
+    wait_until(lambda: bench.calls(asset_id), timeout=30, message="the first call reaching the addon")
+    bench.stack.trigger_worker.kill()
+    bench.stack.trigger_worker.start(timeout=60)
+    wait_until(lambda: bench.done(job), timeout=90, message="the redelivered job done")
+    calls = bench.calls(asset_id)
+    assert len(calls) == 2
+    assert calls[1].status == 200
+    assert bench.dead_letters() == []
