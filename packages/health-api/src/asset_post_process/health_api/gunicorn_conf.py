@@ -10,11 +10,12 @@ Bind, workers, timeouts and the access log come from :class:`HealthSettings`; lo
 
 from __future__ import annotations
 
+from typing import Any
+
 from asset_post_process.common.logs import configure_logging
 from asset_post_process.health_api.settings import get_health_settings
 
 _settings = get_health_settings()
-configure_logging(_settings.log_level)
 
 wsgi_app = "asset_post_process.health_api.app:app"
 bind = [_settings.health_bind]
@@ -31,6 +32,12 @@ proc_name = "postprocess-health-api"
 # No gunicornc control socket: unused here, and its default path would clash between replicas on one host.
 control_socket_disable = True
 
+
+def on_starting(server: Any) -> None:
+    """Gunicorn hook, in the master before the workers fork: the app's own log records as JSON lines too."""
+    configure_logging(_settings.log_level)
+
+
 __all__ = [
     "accesslog",
     "bind",
@@ -40,6 +47,7 @@ __all__ = [
     "keepalive",
     "logger_class",
     "loglevel",
+    "on_starting",
     "proc_name",
     "timeout",
     "worker_class",
