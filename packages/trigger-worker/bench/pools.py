@@ -36,7 +36,7 @@ from asset_post_process.devkit.ports import wait_for
 from asset_post_process.devkit.redis_provision import provision_redis
 from asset_post_process.devkit.simulator import SimulatorClient, run_simulator
 
-ADDON = "SCENE_CLASSIFICATION"
+ADDONS = ("SCENE_CLASSIFICATION", "EMOTION_RECOGNITION", "FACE_RECOGNITION")
 PLAIN_KEY = "bench-key-0001"
 
 
@@ -49,6 +49,7 @@ class Figure:
     jobs: int
     seconds: float
     worker_rss_mb: float
+    load_average: float
 
     @property
     def calls_per_second(self) -> float:
@@ -74,6 +75,11 @@ def _rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def _addon_calls(sim: SimulatorClient, since: int = 0) -> int:
+    """Addon calls the simulator has received (every addon)."""
+    return sum(n for endpoint, n in sim.counts(since=since).items() if endpoint.startswith("addon:"))
+
+
 def run_one(
     pool: str,
     concurrency: int,
@@ -84,6 +90,7 @@ def run_one(
     sim: SimulatorClient,
     fernet_key: str,
     rate: float,
+    addons: int = 1,
 ) -> Figure:
     """Start a worker with ``pool``/``concurrency``, push ``jobs`` jobs, time until all calls are answered."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -114,19 +121,20 @@ def run_one(
     for asset_id in assets:
         sim.put_asset(PLAIN_KEY, {"id": asset_id, "content_type": "image/jpeg", "data": {}})
 
-    def job(asset_id: str) -> dict[str, object]:
+    def job(n: int, asset_id: str) -> dict[str, object]:
         event_id = f"bench-{uuid.uuid4().hex[:12]}"
+        addon = ADDONS[n % addons]
         return {
-            "job_id": f"{event_id}:{ADDON}",
+            "job_id": f"{event_id}:{addon}",
             "event_id": event_id,
             "asset_id": asset_id,
-            "addon": ADDON,
+            "addon": addon,
             "action": "process",
             "apikey": cipher.encrypt(PLAIN_KEY),
             "disposition": {},
         }
 
-    messages = [job(a) for a in assets]
+    messages = [job(n, a) for n, a in enumerate(assets)]
     log = tempfile.NamedTemporaryFile(prefix=f"bench-{pool}-{concurrency}-", suffix=".log", delete=False)  # noqa: SIM115
     command = [
         sys.executable, "-m", "celery", "-A", "asset_post_process.trigger_worker.app", "worker",
@@ -140,19 +148,20 @@ def run_one(
     try:
         # Warm-up: one job through the whole path (imports, connections, first TLS-free handshake).
         producer.send_task(TRIGGER_ADDON_TASK, args=[messages[0]], queue=queue)
-        if not wait_for(lambda: sim.count(addon=ADDON) >= 1, timeout=60, interval=0.1):
+        if not wait_for(lambda: _addon_calls(sim) >= 1, timeout=60, interval=0.1):
             raise RuntimeError(f"worker {pool}:{concurrency} did not start; see {log.name}")
         time.sleep(1.0)  # let every pool process/thread come up before the clock starts
         base = sim.last_seq()
         started = time.perf_counter()
         for message in messages[1:]:
             producer.send_task(TRIGGER_ADDON_TASK, args=[message], queue=queue)
-        done = wait_for(lambda: sim.count(addon=ADDON, since=base) >= jobs, timeout=600, interval=0.05)
+        done = wait_for(lambda: _addon_calls(sim, base) >= jobs, timeout=600, interval=0.05)
         elapsed = time.perf_counter() - started
         rss = _rss_mb(worker.pid)
+        load = os.getloadavg()[0]
         if not done:
-            raise RuntimeError(f"only {sim.count(addon=ADDON, since=base)} of {jobs} calls in 600 s")
-        return Figure(pool, concurrency, jobs, elapsed, rss)
+            raise RuntimeError(f"only {_addon_calls(sim, base)} of {jobs} calls in 600 s")
+        return Figure(pool, concurrency, jobs, elapsed, rss, load)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
@@ -170,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--latency", type=float, default=0.2, help="simulated addon latency, seconds")
     parser.add_argument("--rate", type=float, default=100_000.0, help="per-addon rate limit (default: lifted)")
+    parser.add_argument("--addons", type=int, default=1, choices=(1, 2, 3), help="spread jobs over N addons")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args(argv)
     fernet_key = Fernet.generate_key().decode()
@@ -186,12 +196,13 @@ def main(argv: list[str] | None = None) -> None:
                 sim=sim,
                 fernet_key=fernet_key,
                 rate=args.rate,
+                addons=args.addons,
             )
             figures.append(figure)
             print(
                 f"{figure.pool:>8} c={figure.concurrency:<4} {figure.jobs} calls in {figure.seconds:6.2f} s"
                 f" = {figure.calls_per_second:7.1f} calls/s  (ideal {figure.concurrency / args.latency:6.1f});"
-                f" worker RSS {figure.worker_rss_mb:6.1f} MiB",
+                f" worker RSS {figure.worker_rss_mb:6.1f} MiB; load average {figure.load_average:.1f}",
                 flush=True,
             )
     if args.json:
