@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     process_pool: WorkerPool = "threads"
     process_concurrency: int = Field(default=8, ge=1)
     trigger_pool: WorkerPool = "threads"
-    trigger_concurrency: int = Field(default=32, ge=1)
+    # 64 threads: measured in packages/trigger-worker/bench (see its README); threads beat prefork and gevent.
+    trigger_concurrency: int = Field(default=64, ge=1)
 
     log_level: LogLevel = "INFO"
 
