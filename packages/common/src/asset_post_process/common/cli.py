@@ -389,7 +389,12 @@ def cmd_dl_show(ctx: Context) -> int:
         raise CliError(f"no dead letter {ctx.args.id}", EXIT_NOT_FOUND)
     data = _letter_data(letter, with_message=True, now=time.time())
     message = data.pop("message")
-    lines = [f"{name}: {value}" for name, value in data.items()]
+    shown = {
+        **data,
+        "failed_at": f"{utc_time(letter.failed_at)} UTC ({human_duration(data['age_seconds'])} ago)",
+    }
+    shown.pop("age_seconds")
+    lines = [f"{name}: {'-' if value is None else value}" for name, value in shown.items()]
     ctx.out({**data, "message": message}, "\n".join(lines) + "\nmessage:\n" + to_json(message))
     return EXIT_OK
 
