@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import redis
 from cryptography.fernet import Fernet
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from asset_post_process.common.contract import TRIGGER_ADDON_TASK
 from asset_post_process.common.crypto import ApiKeyCipher
@@ -322,6 +324,6 @@ def test_one_log_line_per_outcome_with_context_and_never_the_key(
 
 def test_redis_errors_propagate_so_the_task_does_not_ack(sim: SimulatorClient, fernet_key: str, redis_url: str) -> None:
     harness = make(sim, redis_url, fernet_key)
-    harness.ctx.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    harness.ctx.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     with pytest.raises(redis.ConnectionError):
         handle_job(harness.job(harness.asset()), 0, harness.ctx)
