@@ -340,6 +340,11 @@ def test_dead_letters_show(cli: Cli, letters: dict[str, DeadLetter]) -> None:
     shown = cli.json("dead-letters", "show", letters["scene"].id)
     assert shown["message"] == {"job_id": "scene", "apikey": TOKEN_LIKE}
     assert shown["reason_code"] == "http_404"
+    code, out, _ = cli("dead-letters", "show", letters["scene"].id)
+    assert code == 0
+    assert "reason_code: http_404" in out
+    assert " UTC (" in out
+    assert TOKEN_LIKE in out
     code, _, err = cli("dead-letters", "show", "0" * 32)
     assert code == 1
     assert "no dead letter" in err
