@@ -78,6 +78,8 @@ def test_celery_app_speaks_json_only_with_reliable_defaults(settings: Settings) 
     assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] == settings.visibility_timeout_seconds
+    # A dead worker's unacked tasks are swept back on every tick, not on kombu's default every 10th.
+    assert conf.broker_transport_options["unacked_restore_throttle"] == 1
     assert conf.task_routes["process_asset"]["queue"] == settings.process_queue
     assert conf.task_routes["trigger_addon"]["queue"] == settings.trigger_queue
     exchanges = {q.name: (q.exchange.name, q.routing_key) for q in conf.task_queues}

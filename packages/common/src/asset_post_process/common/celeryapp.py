@@ -12,6 +12,9 @@ from kombu import Exchange, Queue
 from asset_post_process.common.contract import PROCESS_ASSET_TASK, TRIGGER_ADDON_TASK
 from asset_post_process.common.settings import Settings
 
+#: How often each worker looks for unacknowledged messages older than the visibility timeout to requeue.
+RESTORE_SWEEP_SECONDS = 5
+
 
 def _queue(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
@@ -35,6 +38,10 @@ def make_celery(main: str, settings: Settings) -> Celery:
             # After this, an unacknowledged message (its worker died) goes back to the queue. Longer than
             # any task run; retries do not use countdowns (see delayed.py), so it can stay short.
             "visibility_timeout": settings.visibility_timeout_seconds,
+            # kombu (5.7) looks for such messages only on every 10th tick of 10 s by default, so they came back
+            # up to 100 s after the visibility timeout; sweep on every tick instead (one ZRANGE under a mutex).
+            "unacked_restore_interval": RESTORE_SWEEP_SECONDS,
+            "unacked_restore_throttle": 1,
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
             "retry_on_timeout": True,
