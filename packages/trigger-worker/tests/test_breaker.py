@@ -130,3 +130,14 @@ def test_a_lost_probe_is_replaced_after_its_lease(redis_client: redis.Redis[byte
 def test_rejects_nonsense_settings(redis_client: redis.Redis[bytes], keys: Keys) -> None:
     with pytest.raises(ValueError, match="threshold"):
         CircuitBreaker(redis_client, keys, threshold=0, open_seconds=1, probe_lease_seconds=1)
+
+
+def test_peek_tells_without_taking_the_probe(redis_client: redis.Redis[bytes], keys: Keys) -> None:
+    b = breaker(redis_client, keys, open_seconds=0.2)
+    assert b.peek(ADDON).gate is Gate.ALLOW
+    trip(b)
+    assert b.peek(ADDON).gate is Gate.OPEN
+    assert wait_for(lambda: b.peek(ADDON).allowed, timeout=5)
+    assert b.state(ADDON) == "open"  # peeking moved nothing
+    assert b.acquire(ADDON).gate is Gate.PROBE
+    assert b.peek(ADDON).gate is Gate.HALF_OPEN

@@ -39,7 +39,7 @@ local function open_it()
   return {'open', tostring(open_seconds)}
 end
 
-if op == 'acquire' then
+if op == 'acquire' or op == 'peek' then
   if state == 'closed' then
     return {'allow', '0'}
   end
@@ -53,6 +53,9 @@ if op == 'acquire' then
     if now < probe_until then
       return {'half_open', tostring(probe_until - now)}
     end
+  end
+  if op == 'peek' then
+    return {'allow', '0'}
   end
   redis.call('HSET', key, 'state', 'half_open', 'probe_until', tostring(now + lease))
   redis.call('EXPIRE', key, ttl)
@@ -126,6 +129,11 @@ class CircuitBreaker:
     def acquire(self, addon: str) -> Admission:
         """May a call to ``addon`` go out now?"""
         gate, wait = self._run("acquire", addon)
+        return Admission(Gate(gate), wait)
+
+    def peek(self, addon: str) -> Admission:
+        """Would :meth:`acquire` let a call through now? Changes nothing (a free probe reads as ``ALLOW``)."""
+        gate, wait = self._run("peek", addon)
         return Admission(Gate(gate), wait)
 
     def record_success(self, addon: str) -> None:

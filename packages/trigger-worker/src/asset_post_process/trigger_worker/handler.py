@@ -1,4 +1,4 @@
-"""One trigger job, start to end: validate, dedup, build, gate (rate limit, breaker), call, classify, act.
+"""One trigger job, start to end: validate, dedup, build, gate (breaker, rate limit), call, classify, act.
 
 Every path ends in exactly one of: ``done`` (done mark set), ``retried`` (rescheduled with one attempt
 more), ``deferred`` (rescheduled by the rate limit or the breaker, no attempt spent), ``dead_lettered``,
@@ -22,7 +22,7 @@ from asset_post_process.common.deadletters import DeadLetter
 from asset_post_process.common.filespin import FileSpinError
 from asset_post_process.common.logs import log_context
 from asset_post_process.common.redaction import safe_excerpt
-from asset_post_process.trigger_worker.breaker import Gate
+from asset_post_process.trigger_worker.breaker import Admission, Gate
 from asset_post_process.trigger_worker.context import HALF_OPEN_POLL_SECONDS, TriggerContext
 from asset_post_process.trigger_worker.outcomes import (
     Outcome,
@@ -188,6 +188,11 @@ def _handle(run: _Run, job: TriggerJob) -> JobResult:
     except InvalidApiKeyToken as exc:
         return run.dead_letter("undecryptable_key", str(exc))
 
+    # A job the breaker would hold back anyway takes no rate-limit slot (and no thread time waiting for one).
+    held = ctx.breaker.peek(job.addon)
+    if not held.allowed:
+        return _breaker_deferral(run, held)
+
     permit = ctx.limiter.acquire(job.addon)
     if not permit.granted:
         delay = permit.wait_seconds + _jitter(0.5)
@@ -197,13 +202,7 @@ def _handle(run: _Run, job: TriggerJob) -> JobResult:
 
     admission = ctx.breaker.acquire(job.addon)
     if not admission.allowed:
-        if admission.gate is Gate.OPEN:
-            delay = admission.wait_seconds + _jitter(min(1.0, ctx.settings.breaker_open_seconds / 4))
-            reason = "circuit breaker open"
-        else:
-            delay = min(admission.wait_seconds, HALF_OPEN_POLL_SECONDS) + _jitter(0.25)
-            reason = "circuit breaker half-open: another job probes the addon"
-        return run.reschedule("deferred", f"breaker_{admission.gate.value}", reason, delay, spend=False)
+        return _breaker_deferral(run, admission)
 
     outcome = _call(ctx, request, apikey, job.addon)
     del apikey
@@ -221,6 +220,17 @@ def _handle(run: _Run, job: TriggerJob) -> JobResult:
         final = exhausted(outcome, run.attempt + 1)
         return run.dead_letter(final.reason_code, final.reason, final.status_code)
     return run.reschedule("retried", outcome.reason_code, outcome.reason, retry_in, spend=True)
+
+
+def _breaker_deferral(run: _Run, admission: Admission) -> JobResult:
+    """Reschedule a job the breaker holds back, for when the breaker may let it through; no attempt spent."""
+    if admission.gate is Gate.OPEN:
+        delay = admission.wait_seconds + _jitter(min(1.0, run.ctx.settings.breaker_open_seconds / 4))
+        reason = "circuit breaker open"
+    else:
+        delay = min(admission.wait_seconds, HALF_OPEN_POLL_SECONDS) + _jitter(0.25)
+        reason = "circuit breaker half-open: another job probes the addon"
+    return run.reschedule("deferred", f"breaker_{admission.gate.value}", reason, delay, spend=False)
 
 
 def _call(ctx: TriggerContext, request: AddonRequest, apikey: PlainApiKey, addon: str) -> Outcome:
