@@ -12,7 +12,8 @@
    environment.
 3. supervisord runs as the only child. SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 and SIGUSR2 are passed on to it
    (TERM: graceful stop of every program); as PID 1 this process also reaps orphaned processes.
-4. Exit code: 1 when the FATAL listener left its marker (a program could not start), else supervisord's own.
+4. Exit code: 1 when the fatal-exit listener left its marker (a program could not start, or kept crashing),
+   else supervisord's own.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     code = run_supervisord(config)
     if marker.exists():
         programs = ", ".join(marker.read_text(encoding="utf-8").split())
-        log(f"supervisord stopped because a program could not start (FATAL: {programs})")
+        log(f"supervisord was stopped by the fatal-exit listener; program(s) not kept running: {programs}")
         return EXIT_FATAL
     log(f"supervisord exited with code {code}")
     return code

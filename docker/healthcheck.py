@@ -58,8 +58,12 @@ def probe(bind: str, timeout: float) -> int:
 def main() -> int:
     """Entry point: 0 for a 200, 1 otherwise (Docker's healthy / unhealthy)."""
     bind = os.environ.get("POSTPROCESS_HEALTH_BIND", DEFAULT_BIND).split(",")[0].strip()
-    timeout = float(os.environ.get("POSTPROCESS_HEALTHCHECK_TIMEOUT", "2"))
-    status = probe(bind, timeout)
+    try:
+        timeout = float(os.environ.get("POSTPROCESS_HEALTHCHECK_TIMEOUT", "2"))
+        status = probe(bind, timeout)
+    except ValueError:  # a port or timeout that is not a number
+        print(f"healthcheck: cannot probe POSTPROCESS_HEALTH_BIND={bind!r}", file=sys.stderr)
+        return 1
     if status != 200:
         print(f"healthcheck: GET {PATH} -> {status or 'no answer'}", file=sys.stderr)
         return 1

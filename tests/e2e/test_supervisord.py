@@ -1,8 +1,8 @@
 """The real supervisord.conf on the host, started the way the image starts it (``docker/entrypoint.py``).
 
-No Docker: a real Redis (devkit provisioning), the FileSpin simulator (devkit) on 127.0.0.1, and supervisord
-running the real programs (gunicorn health API, both Celery workers) plus the FATAL listener. The control
-socket, pid file and FATAL marker live in a private directory; the API binds a free loopback port.
+No Docker: the session's Redis and FileSpin simulator (tests/e2e/conftest.py), and supervisord running the real
+programs (gunicorn health API, both Celery workers) plus the FATAL listener. The control socket, pid file and
+FATAL marker live in a private directory; the API binds a free loopback port; each stack has its own key prefix.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,12 +26,11 @@ import pytest
 from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
 from asset_post_process.common.celeryapp import make_producer
-from asset_post_process.common.crypto import generate_key
 from asset_post_process.common.producer import EventProducer
 from asset_post_process.common.settings import Settings, load_settings
+from asset_post_process.devkit import factory
 from asset_post_process.devkit.ports import free_port, wait_for
-from asset_post_process.devkit.redis_provision import provision_redis
-from asset_post_process.devkit.simulator import SimulatorClient, Step, run_simulator
+from asset_post_process.devkit.simulator import SimulatorClient, Step
 
 pytestmark = pytest.mark.e2e
 
@@ -138,40 +138,37 @@ class Stack:
 
 
 class Deployment:
-    """What one test needs around its stacks: Redis, the simulator, a key, settings and a private run dir."""
+    """What one test needs around its stacks: the session's Redis and simulator (conftest), a run dir, a port."""
 
-    def __init__(self, stack: ExitStack, tmp: Path, redis_url: str, simulator: SimulatorClient) -> None:
-        self._exit = stack
-        self.tmp = tmp
-        self.redis_url = redis_url
-        self.simulator = simulator
-        self.key = generate_key()
+    def __init__(self, exit_stack: ExitStack, base_env: dict[str, str], sim: SimulatorClient, logs_dir: Path) -> None:
+        self._exit = exit_stack
+        self.base_env = base_env
+        self.simulator = sim
+        self.logs_dir = logs_dir
         self.health_port = free_port()
         # A short private directory: a unix socket path must stay under ~100 bytes.
         self.run_dir = Path(tempfile.mkdtemp(prefix="pp-sv-"))
+        exit_stack.callback(shutil.rmtree, self.run_dir, ignore_errors=True)
         self.prefix = f"sv{uuid.uuid4().hex[:8]}"
         self.extra: dict[str, str] = {}
 
     def env(self, **overrides: str) -> dict[str, str]:
-        """The stack's environment: this process's, minus any POSTPROCESS_* of the caller, plus the test's."""
+        """The stack's environment: this process's (minus any POSTPROCESS_*), the session's service env, the test's."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("POSTPROCESS_")}
+        env.update(self.base_env)
         env.update(
-            POSTPROCESS_REDIS_URL=self.redis_url,
-            POSTPROCESS_FILESPIN_API_URL=self.simulator.base_url,
-            POSTPROCESS_APIKEY_KEYS=self.key,
             POSTPROCESS_KEY_PREFIX=self.prefix,
             POSTPROCESS_HEALTH_BIND=f"127.0.0.1:{self.health_port}",
             POSTPROCESS_HEALTH_WORKERS="1",
             POSTPROCESS_RUN_DIR=str(self.run_dir),
-            POSTPROCESS_LOG_LEVEL="INFO",
         )
         env.update(self.extra)
         env.update(overrides)
         return env
 
     def stack(self, name: str, **overrides: str) -> Stack:
-        """A started stack; killed (if still running) when the test ends."""
-        stack = Stack(self.env(**overrides), self.tmp / f"{name}.log")
+        """A started stack; killed (if still running) when the test ends. Its log stays in ``logs_dir``."""
+        stack = Stack(self.env(**overrides), self.logs_dir / f"supervisord-{self.prefix}-{name}.log")
         self._exit.callback(stack.kill)
         return stack.start()
 
@@ -214,30 +211,13 @@ class Deployment:
 
     def add_user_with_assets(self, count: int, *, addon_latency: float = 0.0) -> tuple[str, list[str]]:
         """A user with face recognition on for ``file-saved`` images, and ``count`` image assets."""
-        apikey = f"sv-key-{uuid.uuid4().hex[:12]}"
-        hook = {"enabled": True, "content_types": ["image/*"]}
-        self.simulator.put_user(
-            apikey,
-            {
-                "addons": {
-                    ADDON: {
-                        "added": True,
-                        "enabled": True,
-                        "settings": {"event-hooks": {"file-saved": hook}, "disposition": {"update_metadata": True}},
-                    }
-                }
-            },
-        )
-        assets = []
+        account = factory.Account(settings=factory.user_settings(factory.addon(ADDON, events=["file-saved"])))
         for _ in range(count):
-            asset_id = uuid.uuid4().hex
-            self.simulator.put_asset(
-                apikey, {"id": asset_id, "status": "OK", "content_type": "image/jpeg", "name": "a.jpg", "data": {}}
-            )
+            asset = account.add(factory.image_asset())
             if addon_latency:
-                self.simulator.script_addon(asset_id, ADDON, Step(200, latency=addon_latency))
-            assets.append(asset_id)
-        return apikey, assets
+                self.simulator.script_addon(asset["id"], ADDON, Step(200, latency=addon_latency))
+        account.load_into(self.simulator)
+        return account.apikey, [str(asset["id"]) for asset in account.assets]
 
     def answered(self, asset_ids: list[str]) -> set[str]:
         """The assets whose addon call was answered 200."""
@@ -249,24 +229,10 @@ class Deployment:
         }
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with provision_redis() as redis:
-        yield redis.url
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[SimulatorClient]:
-    with run_simulator() as sim:
-        yield sim
-
-
 @pytest.fixture
-def deployment(tmp_path: Path, redis_url: str, simulator: SimulatorClient) -> Iterator[Deployment]:
-    with ExitStack() as stack:
-        deployment = Deployment(stack, tmp_path, redis_url, simulator)
-        stack.callback(shutil.rmtree, deployment.run_dir, ignore_errors=True)
-        yield deployment
+def deployment(service_env: dict[str, str], sim: SimulatorClient, logs_dir: Path) -> Iterator[Deployment]:
+    with ExitStack() as exit_stack:
+        yield Deployment(exit_stack, service_env, sim, logs_dir)
 
 
 # --------------------------------------------------------------------------------------------------- tests
@@ -297,14 +263,15 @@ def test_all_programs_come_up_and_the_healthcheck_answers_200(deployment: Deploy
 
     # Each worker consumes its own queue (the -Q the entrypoint filled in) with the concurrency of its setting.
     control = deployment.control()
-    stats = control.inspect(timeout=5).stats() or {}
-    queues = control.inspect(timeout=5).active_queues() or {}
-    by_kind = {node.split("@", 1)[0]: node for node in stats}
-    assert set(by_kind) == {"process", "trigger"}, stats.keys()
-    assert stats[by_kind["process"]]["pool"]["max-concurrency"] == 2
-    assert stats[by_kind["trigger"]]["pool"]["max-concurrency"] == 3
-    assert [q["name"] for q in queues[by_kind["process"]]] == ["filespin-asset-post-process"]
-    assert [q["name"] for q in queues[by_kind["trigger"]]] == ["taskq_filespin-trigger-addon.service"]
+    nodes = {kind: f"{kind}@{socket.gethostname()}" for kind in ("process", "trigger")}  # supervisord.conf's -n
+    inspect = control.inspect(destination=list(nodes.values()), timeout=5)
+    stats = inspect.stats() or {}
+    queues = inspect.active_queues() or {}
+    assert stats.keys() == queues.keys() == set(nodes.values())
+    assert stats[nodes["process"]]["pool"]["max-concurrency"] == 2
+    assert stats[nodes["trigger"]]["pool"]["max-concurrency"] == 3
+    assert [q["name"] for q in queues[nodes["process"]]] == ["filespin-asset-post-process"]
+    assert [q["name"] for q in queues[nodes["trigger"]]] == ["taskq_filespin-trigger-addon.service"]
 
     # The probe fails when the API is down: stop it through supervisord and ask again.
     stack.rpc().stopProcess("postprocess:health-api")
@@ -377,6 +344,30 @@ def test_a_program_that_cannot_start_makes_the_container_exit_non_zero(deploymen
     assert code == 1
     log = stack.log_text()
     assert "health-api entered FATAL state" in log
-    assert "FATAL: postprocess:health-api" in log
+    assert "program(s) not kept running: postprocess:health-api" in log
     assert "POSTPROCESS_HEALTH_WORKERS" in log  # the program's own error names the variable
+    assert stack.alive_programs() == []
+
+
+def test_a_program_that_keeps_crashing_makes_the_container_exit_non_zero(deployment: Deployment) -> None:
+    # The trigger worker starts fine, then dies (SIGKILL: what an out-of-memory kill looks like) twice in a row.
+    stack = deployment.stack("crashloop", POSTPROCESS_CRASH_LIMIT="2")
+    stack.wait_running()
+    killed: list[int] = []
+
+    def running_again() -> bool:  # RUNNING under a new pid: supervisord restarted it after the last crash
+        return stack.states().get("trigger-worker") == "RUNNING" and stack.program_pids["trigger-worker"] not in killed
+
+    for _ in range(2):
+        assert wait_for(running_again, timeout=START_TIMEOUT, interval=0.2), stack.log_tail()
+        pid = stack.program_pids["trigger-worker"]
+        os.killpg(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    code = stack.wait_exit(timeout=START_TIMEOUT + STOPWAITSECS)
+
+    assert code == 1
+    log = stack.log_text()
+    assert "postprocess:trigger-worker crashed 2 times" in log
+    assert "program(s) not kept running: postprocess:trigger-worker" in log
     assert stack.alive_programs() == []
