@@ -24,7 +24,8 @@ from asset_post_process.trigger_worker.ratelimit import RateLimiter
 
 #: Longest a job sleeps in its worker thread for a rate-limit slot; further out, it is rescheduled.
 RATE_LIMIT_MAX_WAIT_SECONDS = 1.0
-#: Longest a job waits before asking again while another worker holds the half-open probe.
+#: Shortest wait before a job asks again while another worker holds the half-open probe (a quarter of the
+#: breaker's open period when that is longer).
 HALF_OPEN_POLL_SECONDS = 1.0
 
 

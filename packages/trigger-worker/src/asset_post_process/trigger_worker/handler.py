@@ -228,7 +228,9 @@ def _breaker_deferral(run: _Run, admission: Admission) -> JobResult:
         delay = admission.wait_seconds + _jitter(min(1.0, run.ctx.settings.breaker_open_seconds / 4))
         reason = "circuit breaker open"
     else:
-        delay = min(admission.wait_seconds, HALF_OPEN_POLL_SECONDS) + _jitter(0.25)
+        # Ask again soon, but not so often that many waiting jobs churn the queue while a slow probe runs.
+        poll = max(HALF_OPEN_POLL_SECONDS, run.ctx.settings.breaker_open_seconds / 4)
+        delay = min(admission.wait_seconds, poll) + _jitter(poll / 4)
         reason = "circuit breaker half-open: another job probes the addon"
     return run.reschedule("deferred", f"breaker_{admission.gate.value}", reason, delay, spend=False)
 
