@@ -9,16 +9,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import SecretStr, ValidationError, field_validator
-from pydantic_settings import SettingsError
+from pydantic import SecretStr, field_validator
 
-from asset_post_process.common.settings import (
-    ConfigurationError,
-    Settings,
-    _describe,
-    _settings_error_text,
-    env_name,
-)
+from asset_post_process.common.settings import ConfigurationError, Settings, env_name, load_settings
 
 OperatorSettingsT = TypeVar("OperatorSettingsT", bound="OperatorSettings")
 
@@ -44,12 +37,4 @@ class OperatorSettings(Settings):
 
 def load_operator_settings(cls: type[OperatorSettingsT], **overrides: Any) -> OperatorSettingsT:
     """Read and validate ``cls`` from the environment; :class:`ConfigurationError` names every bad variable."""
-    try:
-        return cls(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(_describe(dict(e)) for e in exc.errors(include_input=False, include_url=False))
-        raise ConfigurationError(f"invalid settings: {problems}") from None
-    except SettingsError as exc:
-        if isinstance(exc.__cause__, ConfigurationError):  # raised by FileEnvSettingsSource
-            raise exc.__cause__ from None
-        raise ConfigurationError(f"invalid settings: {_settings_error_text(exc)}") from None
+    return load_settings(cls, **overrides)

@@ -10,7 +10,7 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -27,6 +27,8 @@ ENV_PREFIX = "POSTPROCESS_"
 
 DEFAULT_PROCESS_QUEUE = "filespin-asset-post-process"
 DEFAULT_TRIGGER_QUEUE = "taskq_filespin-trigger-addon.service"
+
+SettingsT = TypeVar("SettingsT", bound="Settings")
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 WorkerPool = Literal["prefork", "threads", "solo", "gevent", "eventlet"]
@@ -192,10 +194,10 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{env_name(field)}: {detail}"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings; raise :class:`ConfigurationError` naming every bad variable."""
+def load_settings(cls: type[SettingsT] = Settings, **overrides: Any) -> SettingsT:  # type: ignore[assignment]
+    """Read and validate ``cls`` (a :class:`Settings`); raise :class:`ConfigurationError` naming every bad variable."""
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ValidationError as exc:
         problems = "; ".join(_describe(dict(e)) for e in exc.errors(include_input=False, include_url=False))
         raise ConfigurationError(f"invalid settings: {problems}") from None
