@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
+from asset_post_process.common.broker import TRANSPORT as BROKER_TRANSPORT
 from asset_post_process.common.contract import PROCESS_ASSET_TASK, TRIGGER_ADDON_TASK
 from asset_post_process.common.settings import Settings
 
@@ -24,6 +25,8 @@ def make_celery(main: str, settings: Settings) -> Celery:
     """A Celery app named ``main`` configured from ``settings``."""
     app = Celery(main, broker=settings.effective_broker_url, set_as_current=False)
     app.conf.update(
+        # kombu's Redis transport, but an item in a queue that is no kombu message is dropped, not fatal.
+        broker_transport=BROKER_TRANSPORT,
         # Serialization: JSON in and out; anything else is refused before it reaches a task.
         task_serializer="json",
         accept_content=["json"],
