@@ -18,7 +18,7 @@ from asset_post_process.common.filespin_models import SchemaCriteria
 MAX_TERMS = 5
 
 #: An ``AND``/``OR`` operator word: at the start or after blanks, followed by blanks or the end.
-_OPERATOR = re.compile(r"(?:^|\s+)(AND|OR)(?=\s|$)\s*")
+_OPERATOR = re.compile(r"(?:^|\s+)(AND|OR)(?=\s|$)")
 
 
 def normalize_content_type(value: str | None) -> str:
@@ -37,7 +37,8 @@ def content_type_matches(content_type: str | None, pattern: str) -> bool:
     if wanted in ("*/*", "*"):
         return True
     if wanted.endswith("/*"):
-        return actual.split("/", 1)[0] == wanted[:-2]
+        major, slash, _ = actual.partition("/")
+        return bool(slash) and major == wanted[:-2]
     return actual == wanted
 
 
