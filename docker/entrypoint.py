@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -66,10 +67,11 @@ def run_supervisord(config: Path) -> int:
     pending: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        if "pid" in child:
-            os.kill(child["pid"], signum)
-        else:
+        if "pid" not in child:
             pending.append(signum)
+            return
+        with contextlib.suppress(ProcessLookupError):  # supervisord has just exited: nothing left to tell
+            os.kill(child["pid"], signum)
 
     for forwarded in FORWARDED_SIGNALS:
         signal.signal(forwarded, forward)
