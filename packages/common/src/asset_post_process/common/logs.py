@@ -13,6 +13,9 @@ from typing import Any
 
 from asset_post_process.common.redaction import redact
 
+#: Celery's per-task INFO lines ("received", "succeeded"), quiet unless the level is DEBUG.
+CELERY_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
 #: Fields a log call may pass through ``extra=`` that end up as top-level JSON keys.
 CONTEXT_FIELDS = (
     "event_id",
@@ -95,3 +98,8 @@ def configure_logging(level: str = "INFO") -> None:
     # httpx logs every request URL at INFO; keep those at WARNING so a line per call does not drown decisions.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # Celery's "Task ... received" / "succeeded" lines repeat the service's own decision lines (event_id, outcome,
+    # duration) twice per task and cost CPU per task (measured by make bench, docs/performance.md); kept at DEBUG.
+    quiet = logging.WARNING if logging.getLevelName(level.upper()) != logging.DEBUG else logging.NOTSET
+    for name in CELERY_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
