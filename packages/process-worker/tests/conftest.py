@@ -77,7 +77,8 @@ def make_settings(redis_url: str, keys: Keys, simulator: SimulatorClient) -> Any
             "http_read_timeout": 5.0,
         }
         values.update(overrides)
-        return load_settings(**values)
+        built: Settings = load_settings(**values)
+        return built
 
     return build
 

@@ -56,7 +56,7 @@ def dispatcher(redis_client: redis.Redis[bytes], keys: Keys, settings: Settings,
 
 def server_time(client: redis.Redis[bytes]) -> float:
     seconds, micros = client.time()
-    return seconds + micros / 1e6
+    return float(seconds) + float(micros) / 1e6
 
 
 def test_dispatch_sends_one_job_with_the_encrypted_key(

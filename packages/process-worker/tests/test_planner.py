@@ -662,12 +662,17 @@ REACHED = [ReasonCode.RUN, ReasonCode.FORCED, ReasonCode.DELETE, ReasonCode.ALRE
 def test_the_generator_reaches_runs_and_skips(code: ReasonCode) -> None:
     # The properties below are only as good as their inputs: runs of each kind (and the skips that force or
     # a disabled hook are about) must be drawn, not just malformed settings.
+
+    def reaches(s: tuple[AssetEvent, AssetData, UserSettings]) -> bool:
+        return any(d.reason_code is code for d in plan(*s, REGISTRY))
+
     found = find(
         scenario(),
-        lambda s: any(d.reason_code is code for d in plan(*s, REGISTRY)),
+        reaches,
         settings=settings(max_examples=5000, deadline=None, database=None, phases=[Phase.generate]),
     )
-    assert any(d.reason_code is code for d in plan(*found, REGISTRY))
+    event, asset, users = found
+    assert any(d.reason_code is code for d in plan(event, asset, users, REGISTRY))
 
 
 @PROPS
