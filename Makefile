@@ -11,13 +11,14 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 
-.PHONY: help env demo test unit e2e lint typecheck fmt dist clean schemas
+.PHONY: help env demo test unit e2e chaos chaos-quick lint typecheck fmt dist clean schemas
 
 help:
 	@echo "make demo   run the whole service locally against a simulated FileSpin and show what it decides"
 	@echo "            (make demo ARGS=--keep stays up until Ctrl-C; ARGS=--direct skips supervisord)"
-	@echo "make test   lint, type-check, unit tests and end-to-end tests"
+	@echo "make test   lint, type-check, unit tests, end-to-end tests and the reduced reliability suite"
 	@echo "make e2e    end-to-end tests only       make lint / fmt / typecheck / dist / clean"
+	@echo "make chaos  the reliability suite at full size (faults under load, ~15 min; make test runs it reduced)"
 
 $(HATCH):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (PYTHON=$(PYTHON))")'
@@ -30,13 +31,21 @@ env: $(HATCH)
 demo: env
 	$(RUN) python -m asset_post_process.devkit.demo $(ARGS)
 
-test: lint unit e2e
+test: lint unit e2e chaos-quick
 
 unit: env
 	$(RUN) pytest $(PYTEST_ARGS) $(addprefix packages/,$(addsuffix /tests,$(PACKAGES))) $(wildcard packages/devkit/tests)
 
 e2e: env
 	$(RUN) pytest $(PYTEST_ARGS) tests/e2e
+
+# The reliability suite (tests/chaos, docs/reliability.md): workers SIGKILLed, Redis restarted, addon and backend
+# outages, bad input at volume, secrets. Full size for `make chaos`, reduced (a few minutes) inside `make test`.
+chaos: env
+	CHAOS_SIZE=full $(RUN) pytest $(PYTEST_ARGS) tests/chaos
+
+chaos-quick: env
+	CHAOS_SIZE=quick $(RUN) pytest $(PYTEST_ARGS) tests/chaos
 
 lint: env
 	$(RUN) ruff check .
