@@ -6,6 +6,8 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from asset_post_process.devkit.ports import wait_for
 from asset_post_process.devkit.redis_provision import (
     RedisUnavailable,
     docker_engine_answers,
@@ -142,3 +145,24 @@ def test_docker_probe(monkeypatch: pytest.MonkeyPatch, fake_docker_socket: Path)
 def test_safe_url_masks_the_password() -> None:
     assert safe_url("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert safe_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_a_server_does_not_outlive_a_killed_test_run() -> None:
+    script = (
+        "import time\n"
+        "from asset_post_process.devkit.redis_provision import provision_redis\n"
+        "with provision_redis(kinds=['redis-server', 'embedded']) as r:\n"
+        "    print(r.server.pid, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert runner.stdout is not None
+        server_pid = int(runner.stdout.readline())
+        assert _alive(server_pid)
+        runner.kill()  # SIGKILL: no clean-up code runs in the runner
+        runner.wait(10)
+        assert wait_for(lambda: not _alive(server_pid), timeout=10)
+    finally:
+        runner.kill()
+        runner.wait(10)

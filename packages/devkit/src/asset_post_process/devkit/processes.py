@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -18,16 +19,28 @@ class LaunchError(RuntimeError):
     """A program did not become ready (the message carries the end of its log)."""
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, resolved here in the parent: a child between fork and exec must not import anything."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Ask Linux to SIGTERM the child when the thread that started it dies, so no server outlives its test run.
 
     Start children from a long-lived thread (the main thread): the signal fires when the starting thread ends.
     """
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _new_group_dying_with_parent() -> None:  # pragma: no cover - runs in the child
