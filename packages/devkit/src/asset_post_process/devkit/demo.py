@@ -15,6 +15,7 @@ import logging
 import shutil
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -35,6 +36,7 @@ from asset_post_process.devkit.waiting import WaitTimeout, wait_until
 
 ADDONS = ("FACE_RECOGNITION", "SCENE_CLASSIFICATION", "EMOTION_RECOGNITION")
 SHORT = {"FACE_RECOGNITION": "face", "SCENE_CLASSIFICATION": "scene", "EMOTION_RECOGNITION": "emotion"}
+KEEP_HOURS = 24
 FINAL_OUTCOMES = frozenset({"planned", "asset_not_found", "dead_lettered"})
 DELETE_ENDPOINTS = {"FACE_RECOGNITION": FACE_DELETE}
 
@@ -291,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="stay up after the table until Ctrl-C")
     parser.add_argument("--direct", action="store_true", help="start the programs directly, not under supervisord")
-    parser.add_argument("--timeout", type=float, default=40.0, help="seconds to wait for the service (default 40)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds each phase of events may take at most (default 30)"
+    )
     parser.add_argument("--logs", type=Path, default=Path(".demo/logs"), help="where the programs' logs go")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -327,16 +331,15 @@ def main(argv: list[str] | None = None) -> int:
             for phase in demo_events(assets):
                 send(phase, producer, account.apikey, simulator)
                 all_events.extend(phase)
-                remaining = max(5.0, args.timeout - (time.monotonic() - started))
-                wait_decided(phase, decisions, remaining)
-                wait_called(expected_calls(phase), simulator, remaining)
+                phase_deadline = time.monotonic() + args.timeout
+                wait_decided(phase, decisions, args.timeout)
+                wait_called(expected_calls(phase), simulator, max(1.0, phase_deadline - time.monotonic()))
             print()
             print(render(all_events, simulator))
             print(f"\ndone in {time.monotonic() - started:.1f}s")
             if args.keep:
-                print("\n--keep: everything stays up; Ctrl-C stops it.")
-                while True:
-                    time.sleep(3600)
+                print(f"\n--keep: everything stays up until Ctrl-C (or {KEEP_HOURS} hours).")
+                threading.Event().wait(KEEP_HOURS * 3600)
         except WaitTimeout as exc:
             print(f"\nthe service did not finish in time: {exc}\nsee the logs in {args.logs}", file=sys.stderr)
             return 1
