@@ -12,6 +12,9 @@
    environment.
 3. supervisord runs as the only child. SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 and SIGUSR2 are passed on to it
    (TERM: graceful stop of every program); as PID 1 this process also reaps orphaned processes.
+   supervisord's stdout and stderr are pipes made here and copied to ours: supervisord.conf logs to
+   ``/dev/stdout``, which a non-root supervisord can reopen only when it owns the file behind it, and the
+   container's own stdio may belong to root (some runtimes, ``docker run --user``).
 4. Exit code: 1 when the fatal-exit listener left its marker (a program could not start, or kept crashing),
    else supervisord's own.
 """
@@ -23,6 +26,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import MutableMapping
 from pathlib import Path
 from types import FrameType
@@ -41,9 +45,9 @@ def log(message: str) -> None:
 
 def prepare_environment(environ: MutableMapping[str, str]) -> None:
     """Validate the settings and fill in what supervisord.conf expands; raises ``ConfigurationError``."""
-    from asset_post_process.common.settings import env_name, load_settings
+    from asset_post_process.common.settings import Settings, env_name, load_settings
 
-    settings = load_settings()
+    settings: Settings = load_settings()
     for field in QUEUE_FIELDS:
         name = env_name(field)
         if name not in environ:
@@ -61,6 +65,27 @@ def default_config() -> Path:
     return Path(__file__).resolve().parent.parent / "supervisord.conf"
 
 
+def copy_stream(source: int, target: int) -> None:
+    """Copy bytes from the ``source`` fd to the ``target`` fd until end of file; close ``source``."""
+    try:
+        while chunk := os.read(source, 65536):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(target, view) :]
+    except OSError:
+        pass  # our own stdout is gone: nothing left to write to
+    finally:
+        os.close(source)
+
+
+def relay(target: int) -> tuple[int, threading.Thread]:
+    """A pipe whose bytes a daemon thread copies to ``target``; returns the pipe's write end and the thread."""
+    read_end, write_end = os.pipe()
+    thread = threading.Thread(target=copy_stream, args=(read_end, target), name=f"relay-{target}", daemon=True)
+    thread.start()
+    return write_end, thread
+
+
 def run_supervisord(config: Path) -> int:
     """Run supervisord until it exits, passing signals on and reaping every child; its exit code."""
     child: dict[str, int] = {}
@@ -75,18 +100,27 @@ def run_supervisord(config: Path) -> int:
 
     for forwarded in FORWARDED_SIGNALS:
         signal.signal(forwarded, forward)
+    (out, out_thread), (err, err_thread) = relay(1), relay(2)
     argv = [sys.executable, "-m", "supervisor.supervisord", "--configuration", str(config)]
-    child["pid"] = os.posix_spawn(sys.executable, argv, dict(os.environ))
+    redirect = [(os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
+    child["pid"] = os.posix_spawn(sys.executable, argv, dict(os.environ), file_actions=redirect)
+    os.close(out)
+    os.close(err)
     for early in pending:
         os.kill(child["pid"], early)
+    code = EXIT_FATAL
     while True:
         try:
             pid, status = os.waitpid(-1, 0)  # any child: as PID 1 we inherit orphans and must reap them
         except ChildProcessError:
-            return EXIT_FATAL  # cannot happen while supervisord runs; never loop on it
+            break  # cannot happen while supervisord runs; never loop on it
         if pid == child["pid"]:
             code = os.waitstatus_to_exitcode(status)
-            return code if code >= 0 else 128 - code
+            code = code if code >= 0 else 128 - code
+            break
+    for thread in (out_thread, err_thread):
+        thread.join(timeout=5)  # the last lines; an orphan still holding a pipe open must not keep us here
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
