@@ -29,6 +29,7 @@ from asset_post_process.devkit.redis_provision import (
 @pytest.fixture(autouse=True)
 def _no_outside_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TEST_REDIS_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
 
 
@@ -82,6 +83,16 @@ def test_test_redis_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
             assert not provisioned.restartable
             with pytest.raises(RuntimeError, match="cannot be restarted"):
                 provisioned.restart()
+
+
+def test_redis_url_is_honoured_after_test_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    with provision_redis(kinds=["embedded"]) as outer:
+        monkeypatch.setenv("REDIS_URL", outer.url)
+        with provision_redis() as provisioned:
+            assert (provisioned.kind, provisioned.detail, provisioned.url) == ("env", "REDIS_URL", outer.url)
+        monkeypatch.setenv("TEST_REDIS_URL", outer.url)
+        with provision_redis() as provisioned:
+            assert provisioned.detail == "TEST_REDIS_URL"
 
 
 def test_test_redis_url_that_does_not_answer_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,8 @@
 
 Sources, tried in order (each one logged at INFO, the chosen one with its URL):
 
-1. ``env``: ``TEST_REDIS_URL`` when set (it must answer PING: a wrong URL fails loudly instead of falling through);
+1. ``env``: ``TEST_REDIS_URL`` (else ``REDIS_URL``, as DESIGN.md names it) when set (it must answer PING: a wrong URL
+   fails loudly instead of falling through);
 2. ``testcontainers``: a ``RedisContainer`` of the pinned :data:`REDIS_IMAGE`, only when a Docker engine answers
    (the socket is probed first, so a machine without Docker falls through at once);
 3. ``redis-server``: the binary on PATH, started on a free loopback port in a temporary directory;
@@ -45,6 +46,8 @@ ALL_KINDS: tuple[Kind, ...] = ("env", "testcontainers", "redis-server", "embedde
 #: The image the testcontainers source runs (pinned: a test run must not change with a registry's "latest").
 REDIS_IMAGE = "redis:7.4.2-alpine"
 TEST_REDIS_URL_VAR = "TEST_REDIS_URL"
+#: Also honoured, after TEST_REDIS_URL.
+REDIS_URL_VAR = "REDIS_URL"
 
 
 class RedisUnavailable(RuntimeError):
@@ -253,12 +256,13 @@ class ProvisionedRedis:
 
 
 def _from_env(stack: ExitStack, persistent: bool) -> ProvisionedRedis | None:
-    url = os.environ.get(TEST_REDIS_URL_VAR, "").strip()
-    if not url:
-        return None
-    if not redis_answers(url, timeout=2.0):
-        raise RedisUnavailable(f"{TEST_REDIS_URL_VAR} is set but that Redis does not answer PING")
-    return ProvisionedRedis(url=url, kind="env", detail=TEST_REDIS_URL_VAR)
+    for name in (TEST_REDIS_URL_VAR, REDIS_URL_VAR):
+        url = os.environ.get(name, "").strip()
+        if url:
+            if not redis_answers(url, timeout=2.0):
+                raise RedisUnavailable(f"{name} is set but that Redis does not answer PING")
+            return ProvisionedRedis(url=url, kind="env", detail=name)
+    return None
 
 
 def _from_testcontainers(stack: ExitStack, persistent: bool) -> ProvisionedRedis | None:
