@@ -22,7 +22,14 @@ from asset_post_process.common.deadletters import DeadLetter, DeadLetterStore
 from asset_post_process.common.producer import EventProducer
 from asset_post_process.devkit import factory
 from asset_post_process.devkit.launcher import ServiceStack
-from asset_post_process.devkit.simulator import ASSET_DATA, FACE_DELETE, SETTINGS, RecordedCall, SimulatorClient
+from asset_post_process.devkit.simulator import (
+    ASSET_DATA,
+    FACE_DELETE,
+    SETTINGS,
+    RecordedCall,
+    SimulatorClient,
+    Step,
+)
 
 FR, SCENE, EMOTION = "FACE_RECOGNITION", "SCENE_CLASSIFICATION", "EMOTION_RECOGNITION"
 MARKERS = {FR: "_filespin_fr_count", SCENE: "_filespin_scene_labels", EMOTION: "_filespin_emotion_labels"}
@@ -349,7 +356,7 @@ def test_bad_inputs_leave_the_worker_alive_and_dead_lettered(
 def _redis_values(client: redis.Redis[bytes]) -> Iterator[tuple[bytes, bytes]]:
     """Every key and every value of every key in the Redis, of every type."""
     for key in client.scan_iter(count=500):
-        kind = client.type(key).decode()
+        kind = client.type(key).decode()  # type: ignore[no-untyped-call]
         yield key, key
         if kind == "string":
             yield key, client.get(key) or b""
@@ -384,7 +391,7 @@ def test_no_plaintext_key_in_redis_or_logs(
     marker = uuid.uuid4().hex
     bench.send_raw({**messages.file_saved(account.apikey, asset), "apikey": account.apikey, "marker": marker})
     # A backend failure that gets retried (the retry waits in Redis with the message).
-    sim.script_asset_data(factory_step_503(), asset_id=gone["id"])
+    sim.script_asset_data(Step(503), asset_id=gone["id"])
     retried = bench.event(account, gone, "file-saved")
 
     bench.decided(asset["id"], saved)
@@ -401,9 +408,3 @@ def test_no_plaintext_key_in_redis_or_logs(
     assert letter.message["apikey"] == "[REDACTED]"
     for program, text in bench.stack.read_logs().items():
         assert account.apikey not in text, f"{program} logged the API key"
-
-
-def factory_step_503() -> Any:
-    from asset_post_process.devkit.simulator import Step
-
-    return Step(503)
