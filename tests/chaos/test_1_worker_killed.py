@@ -83,6 +83,7 @@ def test_workers_killed_mid_task(chaos: Any, profile: Any, figures: Any) -> None
         addon_calls_seen=len(tally.calls),
         pairs_called=len(expected) - len(missing),
         pairs_never_called=len(missing),
+        every_pair_called=all_called,
         lost_process_asset_messages=lost["process_asset"],
         lost_trigger_addon_messages=lost["trigger_addon"],
         calls_abandoned_mid_call=tally.abandoned,
@@ -101,7 +102,6 @@ def test_workers_killed_mid_task(chaos: Any, profile: Any, figures: Any) -> None
     # that one message (each worker has one BRPOP outstanding: at most one message per kill).
     assert lost["process_asset"] <= kills["process"], lost
     assert lost["trigger_addon"] <= kills["trigger"], lost
-    assert all_called or lost["process_asset"] + lost["trigger_addon"] > 0
     unexplained = len(missing) - len(chaos.addon_paths) * lost["process_asset"] - lost["trigger_addon"]
     assert unexplained == 0, (
         f"{len(missing)} (asset, addon) pairs never called: {missing[:5]}; lost {lost}; broker: {chaos.broker_state()}"

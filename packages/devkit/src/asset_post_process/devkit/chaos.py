@@ -127,16 +127,14 @@ class CallTally:
         )
 
     def last_success_time(self, pairs: Iterable[Pair]) -> float | None:
-        """When the last of ``pairs`` first succeeded (``None`` if one has not)."""
+        """When the last of ``pairs`` that succeeded first succeeded (``None`` if none has)."""
         first: dict[Pair, float] = {}
         for call in self.calls:
             if call.succeeded:
                 key = (call.asset_id, call.addon)
                 first[key] = min(first.get(key, call.time), call.time)
-        times = [first.get(pair) for pair in pairs]
-        if not times or any(t is None for t in times):
-            return None
-        return max(t for t in times if t is not None)
+        times = [first[pair] for pair in pairs if pair in first]
+        return max(times) if times else None
 
 
 def wait_all_called(
