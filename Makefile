@@ -18,7 +18,7 @@ help:
 	@echo "            (make demo ARGS=--keep stays up until Ctrl-C; ARGS=--direct skips supervisord)"
 	@echo "make test   lint, type-check, unit tests, end-to-end tests and the reduced reliability suite"
 	@echo "make e2e    end-to-end tests only       make lint / fmt / typecheck / dist / clean"
-	@echo "make chaos  the reliability suite at full size (faults under load, ~15 min; make test runs it reduced)"
+	@echo "make chaos  the reliability suite at full size (faults under load, ~7 min; make test runs it reduced)"
 
 $(HATCH):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (PYTHON=$(PYTHON))")'
