@@ -275,6 +275,27 @@ def test_a_duplicated_event_calls_each_addon_once(
     assert sim.count(endpoint=SETTINGS) == 1  # the settings came from the cache the second time
 
 
+def test_a_mark_left_by_a_killed_dispatcher_is_taken_over(
+    bench: Bench, messages: factory.MessageFactory, new_account: Callable[..., factory.Account]
+) -> None:
+    # What a process worker SIGKILLed between its dedup mark and its send leaves behind: a "pending" mark older
+    # than the lease, and the job never sent. The redelivered event must send it, once.
+    asset = factory.image_asset()
+    account = new_account(factory.all_builtin_addons(), [asset])
+    message = messages.file_saved(account.apikey, asset, addons=[FR, SCENE])
+    r = bench.stack.redis()
+    seconds, _ = r.time()
+    r.set(bench.stack.keys.dedup(message["event_id"], FR), f"pending:{seconds - 3600}.000000:killed-worker")
+    r.set(bench.stack.keys.dedup(message["event_id"], SCENE), "sent")  # this one did go out before the kill
+    bench.producer.send_message(message)
+    (entry,) = bench.decided(asset["id"], message["event_id"])
+    assert {d["addon"]: d["outcome"] for d in entry["decisions"]} == {FR: "dispatched", SCENE: "already_dispatched"}
+    bench.addon_calls(asset["id"], 2)
+    bench.wait(bench.jobs_settled, timeout=30, message="queues drained")
+    assert bench.called_addons(asset["id"]) == ["face_recognition"]
+    assert r.get(bench.stack.keys.dedup(message["event_id"], FR)) == b"sent"
+
+
 # ------------------------------------------------------------------------------------------- bad inputs
 
 
