@@ -30,7 +30,13 @@ from asset_post_process.devkit.bench.loadgen import (
     span_of_run,
     wait_for_addon_calls,
 )
-from asset_post_process.devkit.bench.measure import command_calls, command_delta, cpu_seconds, peak_rss_mib
+from asset_post_process.devkit.bench.measure import (
+    command_calls,
+    command_delta,
+    cpu_seconds,
+    peak_rss_mib,
+    percentile,
+)
 from asset_post_process.devkit.launcher import CeleryWorker, ServiceStack, celery_worker, child_env
 from asset_post_process.devkit.processes import ManagedProcess
 from asset_post_process.devkit.redis_provision import ProvisionedRedis
@@ -230,11 +236,7 @@ class Bench:
         for program in programs:
             program.wait_ready(60)
         cpu_before = self._cpu(programs)
-        expected = events * ADDONS_PER_EVENT
-        if not wait_for_addon_calls(self.simulator, expected, timeout=self.run_timeout):
-            raise RuntimeError(
-                f"{name}: fewer than {expected} addon calls after {self.run_timeout}s; see {self.logs_dir}"
-            )
+        self._wait(name, events * ADDONS_PER_EVENT)
         polled = time.monotonic() - started
         cpu_after = self._cpu(programs)
         counts = self.simulator.counts()
@@ -268,19 +270,40 @@ class Bench:
             cpu["redis-server"] = cpu_seconds(server.pid)
         return cpu
 
-    def run_paced(self, name: str, events: int, rate: float) -> LatencyResult:
-        """``events`` sent at ``rate`` per second into a running real pipeline, one fresh asset each."""
+    def run_paced(self, name: str, events: int, rate: float, *, warmup_events: int = 0) -> LatencyResult:
+        """``events`` sent at ``rate`` per second into a running real pipeline, one fresh asset each.
+
+        ``warmup_events`` go first, at the same rate, and are not measured: the workers' first tasks build their
+        clients and connections (about a second on this machine), which is start-up, not steady state.
+        """
         self.prepare_simulator(0.0)
-        workload = Workload.create(1, events).load_into(self.simulator)
-        messages = workload.real_messages(events, self.messages)
+        workload = Workload.create(1, warmup_events + events).load_into(self.simulator)
+        messages = workload.real_messages(warmup_events + events, self.messages)
         stack = self.stack(name)
         with stack:
-            sent_at = send_paced(stack.producer().send_message, messages, rate)
-            expected = events * ADDONS_PER_EVENT
-            if not wait_for_addon_calls(self.simulator, expected, timeout=self.run_timeout):
-                raise RuntimeError(f"{name}: fewer than {expected} addon calls; see {self.logs_dir}")
+            send = stack.producer().send_message
+            if warmup_events:
+                send_paced(send, messages[:warmup_events], rate)
+                self._wait(name, warmup_events * ADDONS_PER_EVENT)
+                self.simulator.clear_calls()
+            sent_at = send_paced(send, messages[warmup_events:], rate)
+            self._wait(name, events * ADDONS_PER_EVENT)
             latencies = addon_call_latencies(self.simulator, sent_at)
+        log.info(
+            "%s: %d events at %.1f/s, p50 %.0f ms, p99 %.0f ms",
+            name,
+            events,
+            rate,
+            percentile(latencies, 50) * 1000,
+            percentile(latencies, 99) * 1000,
+        )
         return LatencyResult(rate, events, latencies)
+
+    def _wait(self, name: str, expected: int) -> None:
+        if not wait_for_addon_calls(self.simulator, expected, timeout=self.run_timeout):
+            raise RuntimeError(
+                f"{name}: fewer than {expected} addon calls after {self.run_timeout}s; see {self.logs_dir}"
+            )
 
 
 def _floor_ready(process: ManagedProcess) -> bool:

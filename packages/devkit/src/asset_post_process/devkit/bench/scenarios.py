@@ -23,10 +23,11 @@ TARGET_RATIO = 0.9
 class Sizes:
     """How many events each measurement uses (the defaults fit ``make bench`` in 10 minutes on 2 cores)."""
 
-    events: int = 2000
+    events: int = 1500
     capped_events: int = 300
     backend_events: int = 1000
     latency_seconds: float = 15.0
+    warmup_seconds: float = 3.0
     memory_events: int = 10_000
     addon_latency: float = 0.25
     redis_benchmark_requests: int = 100_000
@@ -39,6 +40,7 @@ class Sizes:
             capped_events=10,
             backend_events=20,
             latency_seconds=2.0,
+            warmup_seconds=0.5,
             memory_events=20,
             addon_latency=0.05,
             redis_benchmark_requests=2000,
@@ -124,7 +126,8 @@ def run_all(bench: Bench, sizes: Sizes) -> Results:
     one_user = bench.run_real("one-user", Workload.create(1, 50).load_into(bench.simulator), sizes.backend_events)
     hundred = bench.run_real("hundred-users", Workload.create(100, 5).load_into(bench.simulator), sizes.backend_events)
     rate = max(1.0, real.events_per_second / 2)
-    latency = bench.run_paced("latency", max(10, math.ceil(rate * sizes.latency_seconds)), rate)
+    events = max(10, math.ceil(rate * sizes.latency_seconds))
+    latency = bench.run_paced("latency", events, rate, warmup_events=max(5, math.ceil(rate * sizes.warmup_seconds)))
     memory = bench.run_real("memory", shared, sizes.memory_events, exact_span=False)
     port = bench.redis.port
     ops = redis_benchmark(port, requests=sizes.redis_benchmark_requests) if port else None
