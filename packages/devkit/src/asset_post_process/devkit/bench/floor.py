@@ -6,11 +6,14 @@ Hop 1 (``bench_floor.hop1``, message ``{"apikey", "asset_id"}``) reads the user'
 process's memory, loaded once per key), GETs the asset's data and sends one hop-2 task per enabled addon; hop 2
 (``bench_floor.hop2``) POSTs the addon call. JSON, late acks and a prefetch of one, as the service (that is the
 reliability contract, not overhead); nothing else: no encryption, no dedup marks, no rate limit, no breaker, no
-decision log, no metrics. Configured by ``BENCH_FLOOR_*`` environment variables (defaults for importing only).
+decision log, no metrics, no log line of its own; Celery's per-task "received"/"succeeded" lines and httpx's
+request lines are quiet, as in the service's workers (``common.logs.configure_logging``). Configured by
+``BENCH_FLOOR_*`` environment variables (defaults for importing only).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -18,6 +21,8 @@ from typing import Any
 import httpx
 from celery import Celery
 from kombu import Exchange, Queue
+
+from asset_post_process.common.logs import CELERY_TASK_LOGGERS
 
 HOP1_TASK = "bench_floor.hop1"
 HOP2_TASK = "bench_floor.hop2"
@@ -53,6 +58,8 @@ def make_floor_app(broker_url: str = BROKER_URL, hop1_queue: str = HOP1_QUEUE, h
 
 
 app = make_floor_app()
+for _name in (*CELERY_TASK_LOGGERS, "httpx", "httpcore"):  # as common.logs.configure_logging does
+    logging.getLogger(_name).setLevel(logging.WARNING)
 _http = httpx.Client(
     timeout=httpx.Timeout(30.0, connect=3.0), limits=httpx.Limits(max_connections=100, max_keepalive_connections=100)
 )
