@@ -176,15 +176,20 @@ def wait_decided(events: Sequence[DemoEvent], decisions: DecisionLog, timeout: f
     wait_until(all_decided, timeout=timeout, interval=0.2, message="the decision log of every event")
 
 
-def expected_calls(events: Sequence[DemoEvent]) -> Counter[tuple[str, str]]:
-    """(asset id, simulator endpoint) -> calls the dispatched decisions call for."""
+def expected_calls(events: Sequence[DemoEvent], decisions: DecisionLog) -> Counter[tuple[str, str]]:
+    """(asset id, simulator endpoint) -> calls the dispatched decisions call for.
+
+    Every entry of an event counts, not only its final one: two deliveries of one event handled at the same
+    time may each dispatch some addons and defer the rest, so the dispatches can sit in earlier entries.
+    """
     expected: Counter[tuple[str, str]] = Counter()
-    for event in events:
-        for decision in (event.entry or {}).get("decisions", []):
-            if decision.get("outcome") != "dispatched":
-                continue
-            addon = str(decision["addon"])
-            expected[(str(event.asset["id"]), _endpoint(addon, decision.get("action")))] += 1
+    for event in {e.event_id: e for e in events}.values():
+        for entry in _entries_for(decisions, event):
+            for decision in entry.get("decisions", []):
+                if decision.get("outcome") != "dispatched":
+                    continue
+                addon = str(decision["addon"])
+                expected[(str(event.asset["id"]), _endpoint(addon, decision.get("action")))] += 1
     return expected
 
 
@@ -333,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 all_events.extend(phase)
                 phase_deadline = time.monotonic() + args.timeout
                 wait_decided(phase, decisions, args.timeout)
-                wait_called(expected_calls(phase), simulator, max(1.0, phase_deadline - time.monotonic()))
+                wait_called(expected_calls(phase, decisions), simulator, max(1.0, phase_deadline - time.monotonic()))
             print()
             print(render(all_events, simulator))
             print(f"\ndone in {time.monotonic() - started:.1f}s")
