@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 ARGS ?=
 
 
-.PHONY: help env demo test unit e2e chaos chaos-quick lint typecheck fmt dist clean schemas
+.PHONY: help env demo test unit e2e chaos chaos-quick bench lint typecheck fmt dist clean schemas
 
 help:
 	@echo "make demo   run the whole service locally against a simulated FileSpin and show what it decides"
@@ -19,6 +19,7 @@ help:
 	@echo "make test   lint, type-check, unit tests, end-to-end tests and the reduced reliability suite"
 	@echo "make e2e    end-to-end tests only       make lint / fmt / typecheck / dist / clean"
 	@echo "make chaos  the reliability suite at full size (faults under load, ~7 min; make test runs it reduced)"
+	@echo "make bench  throughput, latency, backend load, memory and scaling of the real workers vs bare Celery (<10 min)"
 
 $(HATCH):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (PYTHON=$(PYTHON))")'
@@ -71,3 +72,7 @@ clean:
 
 schemas: env
 	$(RUN) python -m asset_post_process.common.contract packages/common/schemas
+
+# Not part of `make test`: figures are measured, never asserted. ARGS e.g. "--quick" or "--json bench.json".
+bench: env
+	$(RUN) python -m asset_post_process.devkit.bench $(ARGS)
