@@ -81,3 +81,12 @@ def test_filter_scrubs_records_for_other_formatters() -> None:
     record = _record("a %s b", "filter-secret-1")
     assert RedactingFilter().filter(record)
     assert "filter-secret-1" not in record.getMessage()
+
+
+def test_filter_keeps_mapping_arguments_and_scrubs_them() -> None:
+    # Celery logs "Task %(name)s[%(id)s] received" with a mapping; turning it into a tuple broke every such line.
+    register_secret("mapping-secret-7")
+    record = logging.LogRecord("celery", logging.INFO, __file__, 1, "Task %(name)s[%(id)s] %(note)s", None, None)
+    record.args = {"name": "trigger_addon", "id": "abc", "note": "with mapping-secret-7"}
+    assert RedactingFilter().filter(record)
+    assert record.getMessage() == f"Task trigger_addon[abc] with {REDACTED}"
