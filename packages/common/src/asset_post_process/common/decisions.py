@@ -23,12 +23,16 @@ class DecisionLog:
 
     def record(self, asset_id: str, entry: dict[str, Any]) -> None:
         """Keep ``entry`` (JSON-ready, no secrets) as the newest record for ``asset_id``."""
-        key = self._keys.decisions(asset_id)
         pipe = self._redis.pipeline()
+        self.queue(pipe, asset_id, entry)
+        pipe.execute()
+
+    def queue(self, pipe: redis.client.Pipeline[Any], asset_id: str, entry: dict[str, Any]) -> None:
+        """:meth:`record` as commands queued on ``pipe`` (the caller executes it, with its own commands)."""
+        key = self._keys.decisions(asset_id)
         pipe.lpush(key, json.dumps(entry, separators=(",", ":"), default=str))
         pipe.ltrim(key, 0, self._per_asset - 1)
         pipe.expire(key, self._ttl)
-        pipe.execute()
 
     def latest(self, asset_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """Up to ``limit`` records for ``asset_id``, newest first."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -40,13 +41,21 @@ class Metrics:
 
     def observe_latency(self, addon: str, seconds: float) -> None:
         """Record one call of ``addon`` that took ``seconds``."""
-        bucket = next((f"{b}" for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
         pipe = self._redis.pipeline(transaction=False)
+        self.queue_latency(pipe, addon, seconds)
+        pipe.execute()
+
+    def queue_outcome(self, pipe: redis.client.Pipeline[Any], addon: str, outcome: str, amount: int = 1) -> None:
+        """:meth:`count_outcome` as commands queued on ``pipe`` (the caller executes it, with its own commands)."""
+        pipe.hincrby(self._keys.outcome_counters, f"{addon}|{outcome}", amount)
+
+    def queue_latency(self, pipe: redis.client.Pipeline[Any], addon: str, seconds: float) -> None:
+        """:meth:`observe_latency` as commands queued on ``pipe`` (the caller executes it)."""
+        bucket = next((f"{b}" for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
         key = self._keys.latency(addon)
         pipe.hincrby(key, bucket, 1)
         pipe.hincrby(key, "count", 1)
         pipe.hincrbyfloat(key, "sum", seconds)
-        pipe.execute()
 
     def outcomes(self) -> dict[tuple[str, str], int]:
         """(addon, outcome) -> count."""
