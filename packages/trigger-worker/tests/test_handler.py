@@ -327,3 +327,36 @@ def test_redis_errors_propagate_so_the_task_does_not_ack(sim: SimulatorClient, f
     harness.ctx.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     with pytest.raises(redis.ConnectionError):
         handle_job(harness.job(harness.asset()), 0, harness.ctx)
+
+
+def count_round_trips(client: redis.Redis[bytes]) -> list[int]:
+    """Count what ``client`` sends from now on: one per command or pipeline (the counter is the list's item)."""
+    sent = [0]
+
+    class Counting(redis.Connection):
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            sent[0] += 1
+            super().send_packed_command(command, check_health)
+
+    client.connection_pool.connection_class = Counting
+    client.connection_pool.reset()
+    return sent
+
+
+def test_a_job_that_is_called_and_done_costs_two_redis_round_trips(
+    sim: SimulatorClient, redis_url: str, fernet_key: str
+) -> None:
+    # The rate limit lifted: a slot that lies ahead adds the breaker's acquire after the wait (one more).
+    harness = make(sim, redis_url, fernet_key, addon_rate_limit_per_second=1_000_000)
+    sent = count_round_trips(harness.services.redis)
+    handle_job(harness.job(harness.asset()), 0, harness.ctx)  # the first job connects and loads the scripts
+    before = sent[0]
+    job = harness.job(harness.asset())
+    assert handle_job(job, 0, harness.ctx).outcome == "done"
+    assert sent[0] - before == 2  # the gate script; one pipeline (latency, breaker, done mark, done count)
+    before = sent[0]
+    assert handle_job(job, 0, harness.ctx).outcome == "duplicate"
+    assert sent[0] - before == 1
+    assert harness.services.redis.exists(harness.services.keys.job_done(job["job_id"]))
+    assert harness.outcome_count("SCENE_CLASSIFICATION", "done") == 2
+    assert harness.services.metrics.latency("SCENE_CLASSIFICATION").count == 2

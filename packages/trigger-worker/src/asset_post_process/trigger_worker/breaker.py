@@ -16,30 +16,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import redis
 
 from asset_post_process.common.keys import Keys
 
-_SCRIPT = """
-local key = KEYS[1]
-local op = ARGV[1]
-local threshold = tonumber(ARGV[2])
-local open_seconds = tonumber(ARGV[3])
-local lease = tonumber(ARGV[4])
-local ttl = tonumber(ARGV[5])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HGET', key, 'state') or 'closed'
-
-local function open_it()
-  redis.call('HSET', key, 'state', 'open', 'open_until', tostring(now + open_seconds), 'failures', threshold)
-  redis.call('HDEL', key, 'probe_until')
-  redis.call('EXPIRE', key, ttl)
-  return {'open', tostring(open_seconds)}
+#: Lua helpers shared with the job gate (``gate.py``): the server's clock, and admission (``acquire``/``peek``).
+LUA_FUNCTIONS = """
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
-if op == 'acquire' or op == 'peek' then
+local function breaker_admit(key, op, now, lease, ttl)
+  local state = redis.call('HGET', key, 'state') or 'closed'
   if state == 'closed' then
     return {'allow', '0'}
   end
@@ -60,10 +51,34 @@ if op == 'acquire' or op == 'peek' then
   redis.call('HSET', key, 'state', 'half_open', 'probe_until', tostring(now + lease))
   redis.call('EXPIRE', key, ttl)
   return {'probe', '0'}
+end
+"""
+
+_SCRIPT = (
+    LUA_FUNCTIONS
+    + """
+local key = KEYS[1]
+local op = ARGV[1]
+local threshold = tonumber(ARGV[2])
+local open_seconds = tonumber(ARGV[3])
+local lease = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+local now = server_now()
+
+local function open_it()
+  redis.call('HSET', key, 'state', 'open', 'open_until', tostring(now + open_seconds), 'failures', threshold)
+  redis.call('HDEL', key, 'probe_until')
+  redis.call('EXPIRE', key, ttl)
+  return {'open', tostring(open_seconds)}
+end
+
+if op == 'acquire' or op == 'peek' then
+  return breaker_admit(key, op, now, lease, ttl)
 elseif op == 'success' then
   redis.call('DEL', key)
   return {'closed', '0'}
 elseif op == 'failure' then
+  local state = redis.call('HGET', key, 'state') or 'closed'
   if state == 'half_open' then
     return open_it()
   elseif state == 'closed' then
@@ -78,6 +93,7 @@ elseif op == 'failure' then
 end
 return redis.error_reply('unknown breaker op ' .. tostring(op))
 """
+)
 
 
 class Gate(StrEnum):
@@ -122,6 +138,11 @@ class CircuitBreaker:
         self._script = client.register_script(_SCRIPT)
         self._redis = client
 
+    @property
+    def lua_args(self) -> tuple[int, float, float, int]:
+        """``threshold, open_seconds, probe_lease_seconds, ttl_seconds`` as the scripts take them."""
+        return self._args
+
     def _run(self, op: str, addon: str) -> tuple[str, float]:
         state, seconds = self._script(keys=[self._keys.breaker(addon)], args=[op, *self._args])
         return state.decode(), float(seconds)
@@ -139,6 +160,10 @@ class CircuitBreaker:
     def record_success(self, addon: str) -> None:
         """The addon answered (anything but a transient failure): close the breaker."""
         self._run("success", addon)
+
+    def queue_success(self, pipe: redis.client.Pipeline[Any], addon: str) -> None:
+        """:meth:`record_success` as a command queued on ``pipe`` (its script op is one unconditional ``DEL``)."""
+        pipe.delete(self._keys.breaker(addon))
 
     def record_failure(self, addon: str) -> bool:
         """A transient failure of ``addon``; returns whether the breaker is (now) open."""

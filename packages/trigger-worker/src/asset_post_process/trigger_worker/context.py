@@ -19,6 +19,7 @@ from asset_post_process.common.registry import AddonRegistry
 from asset_post_process.common.services import Services, get_services
 from asset_post_process.common.settings import Settings
 from asset_post_process.trigger_worker.breaker import CircuitBreaker
+from asset_post_process.trigger_worker.gate import JobGate
 from asset_post_process.trigger_worker.outcomes import RetryPolicy
 from asset_post_process.trigger_worker.ratelimit import RateLimiter
 
@@ -45,12 +46,27 @@ class TriggerContext:
     breaker: CircuitBreaker
     limiter: RateLimiter
     policy: RetryPolicy
+    gate: JobGate
     sleep: Callable[[float], None] = field(default=time.sleep)
 
     @classmethod
     def from_services(cls, services: Services) -> TriggerContext:
         """The context over a process's shared :class:`Services`."""
         settings = services.settings
+        breaker = CircuitBreaker(
+            services.redis,
+            services.keys,
+            threshold=settings.breaker_failure_threshold,
+            open_seconds=settings.breaker_open_seconds,
+            # A probe holds its lease for as long as its call may take, so no second probe overlaps it.
+            probe_lease_seconds=settings.http_connect_timeout + settings.http_read_timeout + 5.0,
+        )
+        limiter = RateLimiter(
+            services.redis,
+            services.keys,
+            rate_per_second=settings.addon_rate_limit_per_second,
+            max_wait_seconds=RATE_LIMIT_MAX_WAIT_SECONDS,
+        )
         return cls(
             settings=settings,
             keys=services.keys,
@@ -61,25 +77,14 @@ class TriggerContext:
             dead_letters=services.dead_letters,
             metrics=services.metrics,
             delayed=DelayedQueue(services.redis, services.keys),
-            breaker=CircuitBreaker(
-                services.redis,
-                services.keys,
-                threshold=settings.breaker_failure_threshold,
-                open_seconds=settings.breaker_open_seconds,
-                # A probe holds its lease for as long as its call may take, so no second probe overlaps it.
-                probe_lease_seconds=settings.http_connect_timeout + settings.http_read_timeout + 5.0,
-            ),
-            limiter=RateLimiter(
-                services.redis,
-                services.keys,
-                rate_per_second=settings.addon_rate_limit_per_second,
-                max_wait_seconds=RATE_LIMIT_MAX_WAIT_SECONDS,
-            ),
+            breaker=breaker,
+            limiter=limiter,
             policy=RetryPolicy(
                 max_retries=settings.trigger_max_retries,
                 base_seconds=settings.retry_backoff_base_seconds,
                 cap_seconds=settings.retry_backoff_max_seconds,
             ),
+            gate=JobGate(services.redis, services.keys, breaker, limiter),
         )
 
 

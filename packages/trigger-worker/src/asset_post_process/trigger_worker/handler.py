@@ -1,4 +1,7 @@
-"""One trigger job, start to end: validate, dedup, build, gate (breaker, rate limit), call, classify, act.
+"""One trigger job, start to end: validate, build, gate (done mark, breaker, rate limit), call, classify, act.
+
+Redis round trips of a job that is called and done: the gate script before the call, one pipeline after it
+(latency, breaker success, done mark, done count).
 
 Every path ends in exactly one of: ``done`` (done mark set), ``retried`` (rescheduled with one attempt
 more), ``deferred`` (rescheduled by the rate limit or the breaker, no attempt spent), ``dead_lettered``,
@@ -24,6 +27,7 @@ from asset_post_process.common.logs import log_context
 from asset_post_process.common.redaction import safe_excerpt
 from asset_post_process.trigger_worker.breaker import Admission, Gate
 from asset_post_process.trigger_worker.context import HALF_OPEN_POLL_SECONDS, TriggerContext
+from asset_post_process.trigger_worker.gate import Step
 from asset_post_process.trigger_worker.outcomes import (
     Outcome,
     Verdict,
@@ -122,12 +126,16 @@ class _Run:
         )
         return JobResult(outcome, reason_code, delay_seconds=delay)
 
-    def done(self, outcome: Outcome) -> JobResult:
-        """Mark the job done (a redelivery will not call again) and count it."""
+    def queue_done(self, pipe: redis.client.Pipeline[Any]) -> None:
+        """Queue the done mark (a redelivery will not call again) and the ``done`` count on ``pipe``."""
         assert self.job is not None
         ctx = self.ctx
-        ctx.redis.set(ctx.keys.job_done(self.job.job_id), b"1", ex=ctx.settings.dedup_ttl_seconds)
-        ctx.metrics.count_outcome(self.job.addon, "done")
+        pipe.set(ctx.keys.job_done(self.job.job_id), b"1", ex=ctx.settings.dedup_ttl_seconds)
+        ctx.metrics.queue_outcome(pipe, self.job.addon, "done")
+
+    def done(self, outcome: Outcome) -> JobResult:
+        """Log a job whose done mark and count :meth:`queue_done` queued (and the caller executed)."""
+        assert self.job is not None
         log.info(
             "trigger job done: %s",
             outcome.reason_code,
@@ -174,41 +182,52 @@ def handle_job(message: Any, attempt: int, ctx: TriggerContext) -> JobResult:
 
 def _handle(run: _Run, job: TriggerJob) -> JobResult:
     ctx = run.ctx
-    if ctx.redis.exists(ctx.keys.job_done(job.job_id)):
-        log.info(
-            "trigger job already done; not called again",
-            extra=run._fields(outcome="duplicate", reason_code="already_done"),
-        )
-        return JobResult("duplicate", "already_done")
     try:
         request = build_request(job, ctx.registry)
         apikey = ctx.cipher.decrypt(job.apikey)
-    except PermanentJobError as exc:
-        return run.dead_letter(exc.reason_code, exc.reason)
-    except InvalidApiKeyToken as exc:
-        return run.dead_letter("undecryptable_key", str(exc))
+    except Exception as exc:
+        # The done mark is checked first, as ever: a job that already succeeded is a duplicate, whatever else.
+        if ctx.redis.exists(ctx.keys.job_done(job.job_id)):
+            return _duplicate(run)
+        if isinstance(exc, PermanentJobError):
+            return run.dead_letter(exc.reason_code, exc.reason)
+        if isinstance(exc, InvalidApiKeyToken):
+            return run.dead_letter("undecryptable_key", str(exc))
+        raise
 
-    # A job the breaker would hold back anyway takes no rate-limit slot (and no thread time waiting for one).
-    held = ctx.breaker.peek(job.addon)
-    if not held.allowed:
-        return _breaker_deferral(run, held)
-
-    permit = ctx.limiter.acquire(job.addon)
-    if not permit.granted:
-        delay = permit.wait_seconds + _jitter(0.5)
+    # One script: done mark, breaker peek (a job the breaker would hold back takes no rate-limit slot and no
+    # thread time waiting for one), rate-limit slot, and the breaker's atomic acquire when the slot is now.
+    passage = ctx.gate.admit(job.job_id, job.addon, client=ctx.redis)
+    if passage.step is Step.DUPLICATE:
+        return _duplicate(run)
+    if passage.step is Step.HELD:
+        assert passage.admission is not None
+        return _breaker_deferral(run, passage.admission)
+    if passage.step is Step.LIMITED:
+        assert passage.permit is not None
+        delay = passage.permit.wait_seconds + _jitter(0.5)
         return run.reschedule("deferred", "rate_limited", "addon rate limit reached", delay, spend=False)
-    if permit.wait_seconds > 0:
-        ctx.sleep(permit.wait_seconds)
+    if passage.step is Step.WAIT:
+        assert passage.permit is not None
+        ctx.sleep(passage.permit.wait_seconds)
+        admission = ctx.breaker.acquire(job.addon)
+        if not admission.allowed:
+            return _breaker_deferral(run, admission)
+    else:
+        assert passage.admission is not None
+        admission = passage.admission
 
-    admission = ctx.breaker.acquire(job.addon)
-    if not admission.allowed:
-        return _breaker_deferral(run, admission)
-
-    outcome = _call(ctx, request, apikey, job.addon)
+    outcome, seconds = _call(ctx, request, apikey, job.addon)
     del apikey
+    # One pipeline for the latency, the breaker's success, the done mark and the done count.
+    pipe = ctx.redis.pipeline(transaction=False)
+    ctx.metrics.queue_latency(pipe, job.addon, seconds)
     if outcome.addon_answered:
-        ctx.breaker.record_success(job.addon)
-    elif ctx.breaker.record_failure(job.addon) and admission.gate is Gate.PROBE:
+        ctx.breaker.queue_success(pipe, job.addon)
+    if outcome.verdict is Verdict.DONE:
+        run.queue_done(pipe)
+    pipe.execute()
+    if not outcome.addon_answered and ctx.breaker.record_failure(job.addon) and admission.gate is Gate.PROBE:
         log.info("circuit breaker probe failed; breaker open again", extra=run._fields(reason_code=outcome.reason_code))
 
     if outcome.verdict is Verdict.DONE:
@@ -220,6 +239,14 @@ def _handle(run: _Run, job: TriggerJob) -> JobResult:
         final = exhausted(outcome, run.attempt + 1)
         return run.dead_letter(final.reason_code, final.reason, final.status_code)
     return run.reschedule("retried", outcome.reason_code, outcome.reason, retry_in, spend=True)
+
+
+def _duplicate(run: _Run) -> JobResult:
+    log.info(
+        "trigger job already done; not called again",
+        extra=run._fields(outcome="duplicate", reason_code="already_done"),
+    )
+    return JobResult("duplicate", "already_done")
 
 
 def _breaker_deferral(run: _Run, admission: Admission) -> JobResult:
@@ -235,15 +262,18 @@ def _breaker_deferral(run: _Run, admission: Admission) -> JobResult:
     return run.reschedule("deferred", f"breaker_{admission.gate.value}", reason, delay, spend=False)
 
 
-def _call(ctx: TriggerContext, request: AddonRequest, apikey: PlainApiKey, addon: str) -> Outcome:
+def _call(ctx: TriggerContext, request: AddonRequest, apikey: PlainApiKey, addon: str) -> tuple[Outcome, float]:
+    """Call the addon: its classified outcome and how long the call took (recorded by the caller)."""
     started = time.perf_counter()
     try:
         if request.action is Action.DELETE:
             result = ctx.filespin.delete_addon_data(apikey, request.url, list(request.ids), request.what)
         else:
             result = ctx.filespin.post_addon(apikey, request.url, request.body, request.what)
-        return classify_result(result)
+        outcome = classify_result(result)
     except FileSpinError as err:
-        return classify_error(err)
-    finally:
+        outcome = classify_error(err)
+    except BaseException:
         ctx.metrics.observe_latency(addon, time.perf_counter() - started)
+        raise
+    return outcome, time.perf_counter() - started

@@ -15,23 +15,30 @@ import redis
 
 from asset_post_process.common.keys import Keys
 
-_SCRIPT = """
-local interval = tonumber(ARGV[1])
-local tau = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
+#: The GCRA step as a Lua function (shared with the job gate, ``gate.py``): ``{1, wait}`` reserved, ``{0, wait}`` not.
+LUA_FUNCTIONS = """
+local function rate_acquire(key, now, interval, tau, max_wait)
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local wait = tat - tau - now
+  if wait < 0 then wait = 0 end
+  if wait > max_wait then
+    return {0, tostring(wait)}
+  end
+  local new_tat = tat + interval
+  redis.call('SET', key, tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+  return {1, tostring(wait)}
+end
+"""
+
+_SCRIPT = (
+    LUA_FUNCTIONS
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local wait = tat - tau - now
-if wait < 0 then wait = 0 end
-if wait > max_wait then
-  return {0, tostring(wait)}
-end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-return {1, tostring(wait)}
+return rate_acquire(KEYS[1], now, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 """
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,11 @@ class RateLimiter:
         self._keys = keys
         self._args = (interval, interval * (burst - 1), max_wait_seconds)
         self._script = client.register_script(_SCRIPT)
+
+    @property
+    def lua_args(self) -> tuple[float, float, float]:
+        """``interval, tau, max_wait_seconds`` as the scripts take them."""
+        return self._args
 
     def acquire(self, addon: str) -> Permit:
         """Reserve the next call slot of ``addon`` if it is near enough (see the module docstring)."""
