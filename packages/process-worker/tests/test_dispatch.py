@@ -216,3 +216,40 @@ def test_delete_job(dispatcher: Dispatcher, redis_client: redis.Redis[bytes], se
     assert job["action"] == "delete"
     assert job["event_type"] == "file-deleted"
     assert job["event_id"] == deleted.effective_event_id
+
+
+def test_dispatch_all_claims_every_mark_at_once_and_keeps_each_marks_protocol(
+    dispatcher: Dispatcher, redis_client: redis.Redis[bytes], keys: Keys, settings: Settings
+) -> None:
+    scene = Decision("SCENE_CLASSIFICATION", True, Action.PROCESS, "r", ReasonCode.RUN)
+    emotion = Decision("EMOTION_RECOGNITION", True, Action.PROCESS, "r", ReasonCode.RUN)
+    redis_client.set(keys.dedup("ev-1", "FACE_RECOGNITION"), "sent")
+    redis_client.set(keys.dedup("ev-1", "EMOTION_RECOGNITION"), f"pending:{server_time(redis_client):.6f}:other")
+    results = dispatcher.dispatch_all(EVENT, "ev-1", [DECISION, scene, emotion])
+    assert [(r.addon, r.status) for r in results] == [
+        ("FACE_RECOGNITION", DispatchStatus.ALREADY_DISPATCHED),
+        ("SCENE_CLASSIFICATION", DispatchStatus.DISPATCHED),
+        ("EMOTION_RECOGNITION", DispatchStatus.IN_PROGRESS),
+    ]
+    assert [job["addon"] for _, job in queued_jobs(redis_client, settings.trigger_queue)] == ["SCENE_CLASSIFICATION"]
+    assert dispatcher.mark("ev-1", "SCENE_CLASSIFICATION") == "sent"
+    assert 0 < redis_client.ttl(keys.dedup("ev-1", "SCENE_CLASSIFICATION")) <= settings.dedup_ttl_seconds
+    assert (dispatcher.mark("ev-1", "EMOTION_RECOGNITION") or "").endswith(":other")
+    assert dispatcher.dispatch_all(EVENT, "ev-1", []) == []
+
+
+def test_dispatch_all_releases_only_the_marks_whose_send_failed(
+    redis_client: redis.Redis[bytes], keys: Keys, settings: Settings, celery_app: Celery
+) -> None:
+    celery_send = celery_sender(celery_app, settings.trigger_queue)
+
+    def flaky(job: dict[str, Any]) -> None:
+        if job["addon"] == "FACE_RECOGNITION":
+            raise ConnectionError("broker went away")
+        celery_send(job)
+
+    scene = Decision("SCENE_CLASSIFICATION", True, Action.PROCESS, "r", ReasonCode.RUN)
+    results = Dispatcher(redis_client, keys, flaky, dedup_ttl_seconds=60).dispatch_all(EVENT, "ev-1", [DECISION, scene])
+    assert [r.status for r in results] == [DispatchStatus.SEND_FAILED, DispatchStatus.DISPATCHED]
+    assert redis_client.get(keys.dedup("ev-1", "FACE_RECOGNITION")) is None
+    assert redis_client.get(keys.dedup("ev-1", "SCENE_CLASSIFICATION")) == b"sent"

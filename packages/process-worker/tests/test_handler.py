@@ -144,6 +144,39 @@ def test_skips_are_counted_and_explained(ctx: Context, message: Any, services: S
     assert counters[("UNKNOWN_ADDON", "skipped")] == 1
 
 
+def count_round_trips(client: redis.Redis[bytes]) -> list[int]:
+    """Count what ``client`` sends from now on: one per command or pipeline (the counter is the list's item)."""
+    sent = [0]
+
+    class Counting(redis.Connection):
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            sent[0] += 1
+            super().send_packed_command(command, check_health)
+
+    client.connection_pool.connection_class = Counting
+    client.connection_pool.reset()
+    return sent
+
+
+def test_an_event_costs_four_redis_round_trips_whatever_its_addons(
+    ctx: Context, message: Any, services: Services, redis_client: redis.Redis[bytes], settings: Settings
+) -> None:
+    sent = count_round_trips(services.redis)
+    handle_event(message(event_id="evt-0"), 0, ctx)  # connects, caches the settings, loads the script
+    before = sent[0]
+    outcome = handle_event(message(event_id="evt-1", addons=[FR, SCENE, EMOTION]), 0, ctx)
+    # The settings cache read, one claim script for both marks, one pipeline marking both sent, and one
+    # for the decision-log entry with the skip counter (the sends go through the broker's own connection).
+    assert sent[0] - before == 4
+    assert sorted(outcome.dispatched) == [FR, SCENE]
+    assert {r.decision.addon: r.outcome for r in outcome.records}[EMOTION] == "skipped"
+    assert services.metrics.outcomes()[(EMOTION, "skipped")] == 1
+    assert [e["event_id"] for e in services.decisions.latest(ASSET_ID)] == ["evt-1", "evt-0"]
+    for addon_key in (FR, SCENE):
+        assert redis_client.get(services.keys.dedup("evt-1", addon_key)) == b"sent"
+    assert len(trigger_jobs(redis_client, settings.trigger_queue)) == 4
+
+
 def test_a_duplicated_event_dispatches_once(
     ctx: Context, message: Any, redis_client: redis.Redis[bytes], settings: Settings, services: Services
 ) -> None:

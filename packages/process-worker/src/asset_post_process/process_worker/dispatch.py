@@ -3,13 +3,14 @@
 The dedup mark ``Keys.dedup(event_id, addon)`` goes through two states, so that nothing is lost and nothing
 is sent twice even when a worker is SIGKILLed anywhere in between:
 
-1. **claim** (one Lua script, atomic): no mark -> set ``pending:<redis time>:<token>`` and send; mark ``sent``
-   -> skip ("already dispatched"); a ``pending`` mark younger than the lease -> another worker is sending it
-   right now: the event is retried a little later; a ``pending`` mark older than the lease -> its worker died
-   between claim and send: take the mark over and send.
+1. **claim** (one Lua script, atomic; one call claims the marks of all the event's addons): no mark -> set
+   ``pending:<redis time>:<token>`` and send; mark ``sent`` -> skip ("already dispatched"); a ``pending`` mark
+   younger than the lease -> another worker is sending it right now: the event is retried a little later; a
+   ``pending`` mark older than the lease -> its worker died between claim and send: take the mark over and send.
 2. **send** the job to the trigger queue; if the send raises, the mark is deleted (only if it is still ours)
    and the event is retried later.
-3. **mark sent**: ``SET sent`` (TTL ``POSTPROCESS_DEDUP_TTL_SECONDS``).
+3. **mark sent**: ``SET sent`` (TTL ``POSTPROCESS_DEDUP_TTL_SECONDS``), for every job the event sent, in one
+   pipeline after the sends.
 
 A worker killed between 2 and 3 leaves a ``pending`` mark: the redelivered event sends the job again after the
 lease, with the same ``job_id``; the trigger worker's done mark (``Keys.job_done``) makes that harmless.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -46,20 +47,25 @@ local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
 local mine = 'pending:' .. string.format('%.6f', t) .. ':' .. ARGV[1]
 local ttl = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
-local current = redis.call('get', KEYS[1])
-if not current then
-  redis.call('set', KEYS[1], mine, 'EX', ttl)
-  return {'claimed', mine}
+local answers = {}
+for i, key in ipairs(KEYS) do
+  local current = redis.call('get', key)
+  if not current then
+    redis.call('set', key, mine, 'EX', ttl)
+    answers[i] = {'claimed', mine}
+  elseif current == 'sent' then
+    answers[i] = {'sent', current}
+  else
+    local since = tonumber(string.match(current, '^pending:([%d%.]+):'))
+    if since == nil or t - since >= lease then
+      redis.call('set', key, mine, 'EX', ttl)
+      answers[i] = {'taken_over', mine}
+    else
+      answers[i] = {'busy', string.format('%.3f', lease - (t - since))}
+    end
+  end
 end
-if current == 'sent' then
-  return {'sent', current}
-end
-local since = tonumber(string.match(current, '^pending:([%d%.]+):'))
-if since == nil or t - since >= lease then
-  redis.call('set', KEYS[1], mine, 'EX', ttl)
-  return {'taken_over', mine}
-end
-return {'busy', string.format('%.3f', lease - (t - since))}
+return answers
 """
 
 _RELEASE = """
@@ -148,10 +154,46 @@ class Dispatcher:
 
         Raises ``redis.RedisError`` when the mark cannot be claimed (nothing was sent then).
         """
-        key = self._keys.dedup(event_id, decision.addon)
+        [result] = self.dispatch_all(event, event_id, [decision])
+        return result
+
+    def dispatch_all(self, event: AssetEvent, event_id: str, decisions: Sequence[Decision]) -> list[DispatchResult]:
+        """:meth:`dispatch` for every decision of one event (one result each, in order), in two round trips.
+
+        Every mark is claimed by one script call, each claimed job is sent, and the sent ones are marked ``sent``
+        in one pipeline: each (event, addon) mark goes through the same states as with :meth:`dispatch`.
+        Raises ``redis.RedisError`` when the marks cannot be claimed (nothing was sent then).
+        """
+        if not decisions:
+            return []
+        if len({d.addon for d in decisions}) != len(decisions):
+            # An addon twice (the planner never does it): one after the other, so the second sees the first's mark.
+            return [result for d in decisions for result in self.dispatch_all(event, event_id, [d])]
+        keys = [self._keys.dedup(event_id, d.addon) for d in decisions]
+        answers = self._claim(keys=keys, args=[uuid.uuid4().hex, self._ttl, self._lease])
+        results: list[DispatchResult] = []
+        sent: list[str] = []
+        for decision, key, (state_raw, value_raw) in zip(decisions, keys, answers, strict=True):
+            result = self._send_claimed(event, event_id, decision, key, _text(state_raw), _text(value_raw))
+            if result.status is DispatchStatus.DISPATCHED:
+                sent.append(key)
+            results.append(result)
+        if sent:
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for key in sent:
+                    pipe.set(key, SENT, ex=self._ttl)
+                pipe.execute()
+            except redis.RedisError as exc:
+                # Sent but not marked: a redelivery re-sends after the lease; the trigger worker's done mark dedups.
+                log.warning("trigger job sent but its dedup mark not set (%s)", type(exc).__name__)
+        return results
+
+    def _send_claimed(
+        self, event: AssetEvent, event_id: str, decision: Decision, key: str, state: str, value: str
+    ) -> DispatchResult:
+        """Act on one claim answer: skip, defer, or send (releasing the mark when the send fails)."""
         job_id = TriggerJob.make_job_id(event_id, decision.addon)
-        state_raw, value_raw = self._claim(keys=[key], args=[uuid.uuid4().hex, self._ttl, self._lease])
-        state, value = _text(state_raw), _text(value_raw)
         if state == SENT:
             return DispatchResult(decision.addon, job_id, DispatchStatus.ALREADY_DISPATCHED)
         if state == "busy":
@@ -175,11 +217,6 @@ class Dispatcher:
                 took_over=took_over,
                 detail=f"sending the trigger job failed ({type(exc).__name__})",
             )
-        try:
-            self._redis.set(key, SENT, ex=self._ttl)
-        except redis.RedisError as exc:
-            # Sent but not marked: a redelivery re-sends after the lease; the trigger worker's done mark dedups.
-            log.warning("trigger job sent but its dedup mark not set (%s)", type(exc).__name__)
         return DispatchResult(decision.addon, job_id, DispatchStatus.DISPATCHED, took_over=took_over)
 
     def mark(self, event_id: str, addon: str) -> str | None:

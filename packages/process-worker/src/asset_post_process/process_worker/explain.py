@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from asset_post_process.common.contract import AssetEvent
 from asset_post_process.common.metrics import Metrics
 from asset_post_process.process_worker.dispatch import DispatchResult, DispatchStatus
@@ -102,6 +104,14 @@ def count_skips(metrics: Metrics, records: Sequence[DecisionRecord]) -> None:
     for record in records:
         if record.outcome == SKIPPED:
             metrics.count_outcome(record.decision.addon, "skipped")
+
+
+def queue_skips(metrics: Metrics, pipe: redis.client.Pipeline[Any], records: Sequence[DecisionRecord]) -> int:
+    """:func:`count_skips` as commands queued on ``pipe`` (executed by the caller); returns how many."""
+    skipped = [record for record in records if record.outcome == SKIPPED]
+    for record in skipped:
+        metrics.queue_outcome(pipe, record.decision.addon, "skipped")
+    return len(skipped)
 
 
 def entry(

@@ -52,7 +52,7 @@ from asset_post_process.process_worker.dispatch import (
     DispatchStatus,
     JobSender,
 )
-from asset_post_process.process_worker.explain import DecisionRecord, count_skips, entry, log_decisions
+from asset_post_process.process_worker.explain import DecisionRecord, count_skips, entry, log_decisions, queue_skips
 from asset_post_process.process_worker.loader import InvalidAssetData, Loader
 from asset_post_process.process_worker.planner import plan
 
@@ -133,6 +133,7 @@ class Context:
     dead_letters: DeadLetterStore
     decisions: DecisionLog
     metrics: Metrics
+    redis: redis.Redis[bytes]
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -155,6 +156,7 @@ class Context:
             dead_letters=services.dead_letters,
             decisions=services.decisions,
             metrics=services.metrics,
+            redis=services.redis,
         )
 
 
@@ -259,9 +261,24 @@ class _Handling:
             retry_in_seconds=delay,
         )
 
-    def record(self, status: Status, code: Code, reason: str, records: Sequence[DecisionRecord] = ()) -> None:
-        """Keep a decision-log entry for the asset (once the message is valid: its ids are trusted then)."""
+    def record(
+        self,
+        status: Status,
+        code: Code,
+        reason: str,
+        records: Sequence[DecisionRecord] = (),
+        *,
+        count_skipped: bool = False,
+    ) -> None:
+        """Keep a decision-log entry for the asset (once the message is valid: its ids are trusted then).
+
+        ``count_skipped``: add the skipped decisions to their ``skipped`` counters in the same round trip; a
+        Redis error then propagates when there was one to count (as :func:`count_skips` would), else the entry
+        is best effort.
+        """
         if self.event is None or self.event_id is None:
+            if count_skipped:
+                count_skips(self.ctx.metrics, records)
             return
         item = entry(
             self.event,
@@ -272,9 +289,14 @@ class _Handling:
             attempt=self.attempt,
             records=records,
         )
+        pipe = self.ctx.redis.pipeline()
+        skipped = queue_skips(self.ctx.metrics, pipe, records) if count_skipped else 0
+        self.ctx.decisions.queue(pipe, self.event.asset_id, item)
         try:
-            self.ctx.decisions.record(self.event.asset_id, item)
+            pipe.execute()
         except redis.RedisError as exc:
+            if skipped:
+                raise
             # Best effort: the outcome itself (dispatch, retry, dead letter) is already durable.
             log.warning("decision log not recorded (%s)", type(exc).__name__)
 
@@ -324,19 +346,18 @@ class _Handling:
                 exhausted=Code.ASSET_NOT_READY,
             )
         decisions = plan(event, asset, user_settings, ctx.registry)
-        results: dict[str, DispatchResult] = {}
-        for decision in decisions:
-            if decision.run:
-                results[decision.addon] = ctx.dispatcher.dispatch(event, event_id, decision)
+        dispatched = ctx.dispatcher.dispatch_all(event, event_id, [d for d in decisions if d.run])
+        results: dict[str, DispatchResult] = {r.addon: r for r in dispatched}
         records = [DecisionRecord.of(d, results.get(d.addon)) for d in decisions]
         log_decisions(event, event_id, records)
-        count_skips(ctx.metrics, records)
         pending = [r for r in results.values() if not r.settled]
         if pending:
+            count_skips(ctx.metrics, records)
             return self.retry_dispatch(pending, records)
         reason = f"{len(results)} to run, {len(decisions) - len(results)} skipped"
+        # The skip counters ride in the decision log's round trip; a failure to count them still fails the event.
+        self.record(Status.PLANNED, Code.PLANNED, reason, records, count_skipped=True)
         log.info("event planned: %s", reason, extra={"outcome": Status.PLANNED.value, "reason_code": "planned"})
-        self.record(Status.PLANNED, Code.PLANNED, reason, records)
         return Outcome(Status.PLANNED, Code.PLANNED.value, reason, event_id, event.asset_id, records=tuple(records))
 
     def backend_failure(self, exc: FileSpinError, permanent_code: Code) -> Outcome:
