@@ -25,6 +25,7 @@ import httpx
 import pytest
 import redis
 
+from asset_post_process.common.broker import INFLIGHT_INDEX_KEY
 from asset_post_process.common.deadletters import DeadLetter, DeadLetterStore
 from asset_post_process.devkit import factory
 from asset_post_process.devkit.launcher import ServiceStack
@@ -290,11 +291,13 @@ class ChaosEnv:
         return [letter for letter in self.dead_letters().iter() if letter.event_id in event_ids]
 
     def broker_state(self) -> dict[str, int]:
-        """Messages waiting in each queue, delivered but unacknowledged (kombu), and waiting for a retry."""
+        """Messages waiting in each queue, fetched into a worker's in-flight list (common.broker), delivered
+        but unacknowledged (kombu), and waiting for a retry."""
         client, settings = self.client(), self.stack.settings
         return {
             "process_queue": int(client.llen(settings.process_queue)),
             "trigger_queue": int(client.llen(settings.trigger_queue)),
+            "inflight": sum(int(client.llen(name)) for name in client.zrange(INFLIGHT_INDEX_KEY, 0, -1)),
             "unacked": int(client.hlen(UNACKED)),
             "delayed": int(client.zcard(self.stack.keys.delayed)),
         }
