@@ -1,9 +1,9 @@
 """2. Redis restarted (AOF, fsync always) under a steady stream of events.
 
 Redis is stopped (SIGTERM, or SIGKILL: a crash) and kept down a few seconds, then started again on the same
-port from its AOF. The workers should reconnect by themselves; a worker that exits instead is restarted as
-supervisord (``autorestart``) does in the image, counted and reported, and the scenario fails unless the exit
-is the known Celery/kombu crash below (reported to the lead; see docs/reliability.md).
+port from its AOF. The workers must reconnect by themselves, keeping their PIDs; a worker that exits instead is
+restarted as supervisord (``autorestart``) does in the image, so the figures still come out, and the scenario
+fails (docs/reliability.md, finding 3).
 The producer retries its sends while the broker is down, as the backend would. Every event's addons are
 called in the end, nothing is dead-lettered, and the health check answers 503 while Redis is down and 200
 again once it is back and the workers beat.
@@ -16,17 +16,11 @@ processing list (common/broker.py), and with the AOF fsynced on every write a re
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
 from asset_post_process.devkit.chaos import CallTally, EventStream, HealthProbe, Supervisor, wait_all_called
 from asset_post_process.devkit.waiting import wait_until
-
-#: What Celery 5.7 / kombu 5.7 log when a worker dies on a lost broker connection with tasks in flight: the
-#: consumer's cleanup closes a channel whose transport was already collected ("Unrecoverable error:
-#: AttributeError: 'NoneType' object has no attribute 'hostname'"). Any other exit fails the scenario.
-KNOWN_CRASH = re.compile(r"Unrecoverable error: AttributeError\(.{0,2}'NoneType' object has no attribute 'hostname'")
 
 
 def test_redis_restarted_under_load(chaos: Any, profile: Any, figures: Any) -> None:
@@ -120,7 +114,6 @@ def test_redis_restarted_under_load(chaos: Any, profile: Any, figures: Any) -> N
         seconds_health_200_after_redis_back=max(health_back) if health_back else "never",
         seconds_to_recover_after_redis_back=(recovered_at - outages[-1][1]) if recovered_at and outages else "never",
         programs_exited=", ".join(f"{e.program} (status {e.returncode})" for e in supervisor.exits) or "none",
-        exits_that_are_the_known_celery_crash=sum(1 for e in supervisor.exits if KNOWN_CRASH.search(e.log_tail)),
     )
     assert stream.unsent == 0
     # Every event's addons are called: a message fetched just before Redis went away sits in its worker's
@@ -131,12 +124,12 @@ def test_redis_restarted_under_load(chaos: Any, profile: Any, figures: Any) -> N
     )
     assert not letters, [(dl.reason_code, dl.reason) for dl in letters[:5]]
     assert extra_calls <= bound, duplicates
-    # The workers reconnected by themselves, or died of the known Celery/kombu crash (and were restarted).
-    unknown = [e for e in supervisor.exits if not KNOWN_CRASH.search(e.log_tail)]
-    assert not unknown, [(e.program, e.returncode, e.log_tail[-3000:]) for e in unknown]
+    # The workers reconnected by themselves: none exited (the supervisor would have restarted it), same PIDs.
+    # (Celery/kombu 5.7 used to exit here on an ack, reject or restore over the lost connection; common.broker's
+    # QoS now leaves those messages to the visibility sweep.)
+    assert not supervisor.exits, [(e.program, e.returncode, e.log_tail[-3000:]) for e in supervisor.exits]
     for program in stack.programs:
-        if program.name not in {e.program for e in supervisor.exits}:
-            assert program.pid == pids[program.name], f"{program.name} was restarted"
+        assert program.pid == pids[program.name], f"{program.name} was restarted"
     # The health check saw the outage and recovered.
     assert 503 in during, f"no 503 while Redis was down: {during}"
     assert len(health_back) == len(outages)

@@ -249,3 +249,58 @@ def test_in_flight_list_names_do_not_collide_with_kombu_priority_lists() -> None
     assert inflight_queue(inflight_list("q", "abc")) == "q"
     assert inflight_queue("q\x06\x169") is None
     assert inflight_queue("q") is None
+
+
+def test_a_lost_connection_leaves_unacked_messages_to_the_visibility_sweep_instead_of_crashing(
+    settings: Settings, redis_client: redis.Redis[bytes]
+) -> None:
+    # Celery collects a lost connection (the transport's client becomes None) before it closes the channel;
+    # kombu's restore on close then raised AttributeError and the worker exited.
+    app = make_celery("t", settings)
+    name = settings.process_queue
+    received: list[Any] = []
+
+    def on_message(body: Any, message: Any) -> None:
+        received.append(body)  # delivered, never acknowledged
+
+    with app.connection_for_read() as conn, conn.Consumer(_queue_of(name), callbacks=[on_message], accept=["json"]):
+        _publish(app, name, {"n": 1})
+        _drain_until(conn, lambda: len(received) == 1)
+        channel = conn.default_channel
+        client, conn.transport.client = conn.transport.client, None  # what Celery's connection.collect() leaves
+        try:
+            channel.qos.restore_unacked_once()  # raised AttributeError('... hostname') before
+        finally:
+            conn.transport.client = client
+        assert not channel.qos._delivered
+    assert received == [{"n": 1}]
+    assert len(_unacked_for(redis_client, name)) == 1  # still recorded: the visibility sweep returns it
+    assert redis_client.llen(name) == 0
+
+
+def test_an_ack_or_reject_on_a_lost_connection_leaves_the_message_to_the_visibility_sweep(
+    settings: Settings, redis_client: redis.Redis[bytes]
+) -> None:
+    # A task that ends after its connection was collected acks or rejects on the old channel.
+    app = make_celery("t", settings)
+    name = settings.process_queue
+    messages: list[Any] = []
+
+    with (
+        app.connection_for_read() as conn,
+        conn.Consumer(_queue_of(name), callbacks=[lambda _body, message: messages.append(message)], accept=["json"]),
+    ):
+        _publish(app, name, {"n": 1})
+        _publish(app, name, {"n": 2})
+        _drain_until(conn, lambda: len(messages) == 2)
+        channel = conn.default_channel
+        # What a lost connection leaves: the transport's client collected, the channel's pools disconnected.
+        channel._disconnect_pools()
+        client, conn.transport.client = conn.transport.client, None
+        try:
+            messages[0].ack()  # raised AttributeError('... client') before
+            messages[1].reject(requeue=True)
+        finally:
+            conn.transport.client = client
+    assert len(_unacked_for(redis_client, name)) == 2  # both still recorded: the visibility sweep returns them
+    assert redis_client.llen(name) == 0

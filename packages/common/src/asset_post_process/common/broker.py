@@ -139,6 +139,53 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
         super().restore_visible(start=start, num=num, interval=interval)
         self.channel.sweep_inflight()
 
+    def _connection_gone(self) -> bool:
+        """Whether this channel's broker connection was already collected (Celery does so when it loses Redis).
+
+        kombu then builds a new pool from ``channel.connection.client``, which is ``None``, and raises
+        ``AttributeError`` ('hostname', 'client'); Celery calls that "Unrecoverable error" and the worker exits
+        (Celery/kombu 5.7, seen in the reliability suite's Redis restarts: on closing the old channel, and on a
+        task's ack or reject that lands on it). Every such message is still recorded in ``unacked`` in Redis,
+        so the visibility-timeout sweep brings it back; the channel only forgets it, and the worker reconnects.
+        """
+        transport = getattr(self.channel, "connection", None)
+        return transport is None or getattr(transport, "client", None) is None
+
+    @staticmethod
+    def _left_to_sweep(what: str, count: int) -> None:
+        if count:
+            log.warning(
+                "broker connection lost: %s of %d message(s) left to the visibility timeout, which returns them",
+                what,
+                count,
+            )
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        """kombu's, unless the connection is gone (see :meth:`_connection_gone`)."""
+        if not self._connection_gone():
+            return super().restore_unacked(client)
+        count = len(self._delivered)
+        self._delivered.clear()
+        self._dirty.clear()
+        self._left_to_sweep("restore", count)
+        return None
+
+    def ack(self, delivery_tag: str) -> None:
+        """kombu's, unless the connection is gone: then the message is redelivered later (at least once)."""
+        if not self._connection_gone():
+            super().ack(delivery_tag)
+            return
+        virtual.QoS.ack(self, delivery_tag)  # forgotten here; Redis still holds it as unacked
+        self._left_to_sweep("ack", 1)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """kombu's, unless the connection is gone: then the message comes back after the visibility timeout."""
+        if not self._connection_gone():
+            super().reject(delivery_tag, requeue=requeue)
+            return
+        virtual.QoS.ack(self, delivery_tag)  # forgotten here; Redis still holds it as unacked
+        self._left_to_sweep("reject", 1)
+
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
     """A Redis channel with a reliable fetch for one queue, that survives a queue item that is not a message."""
