@@ -12,18 +12,10 @@ import redis
 
 from asset_post_process.common.keys import Keys
 from asset_post_process.devkit.ports import free_port
-from asset_post_process.devkit.redis_provision import provision_redis
 from asset_post_process.health_api.app import create_app
 from asset_post_process.health_api.settings import HealthSettings
 
 TOKEN = "operator-token-for-tests"
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A Redis of this test session's own (never the shared one: tests isolate by key prefix anyway)."""
-    with provision_redis() as provisioned:
-        yield provisioned.url
 
 
 @pytest.fixture

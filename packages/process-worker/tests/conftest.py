@@ -6,12 +6,10 @@ other's data (and nothing is ever flushed).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from celery import Celery
 from cryptography.fernet import Fernet
 
@@ -19,31 +17,9 @@ from asset_post_process.common.celeryapp import make_celery
 from asset_post_process.common.keys import Keys
 from asset_post_process.common.services import Services
 from asset_post_process.common.settings import Settings, load_settings
-from asset_post_process.devkit.redis_provision import provision_redis
 from asset_post_process.devkit.simulator import SimulatorClient, run_simulator
 
 FERNET_KEY = Fernet.generate_key().decode()
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A Redis for this session from the devkit (TEST_REDIS_URL, else a server of our own; never the shared one)."""
-    with provision_redis() as provisioned:
-        yield provisioned.url
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
-    """A client on the session Redis."""
-    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def keys() -> Keys:
-    """A key space unique to the test."""
-    return Keys(f"pw{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="session")
