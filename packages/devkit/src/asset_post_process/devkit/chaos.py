@@ -62,6 +62,9 @@ class CallTally:
     _seen: set[int] = field(default_factory=set)
     _abandoned: set[int] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        self._start = self.since
+
     def refresh(self) -> int:
         """Read calls answered since the last refresh; returns how many were new.
 
@@ -94,6 +97,22 @@ class CallTally:
         self._seen = {seq for seq in self._seen if seq > self.since}
         self._abandoned = {seq for seq in self._abandoned if seq > self.since}
         return new
+
+    def reconcile(self) -> None:
+        """Rebuild :attr:`calls` from one full read of every answered addon call since the tally began.
+
+        The incremental cursor of :meth:`refresh` is a shortcut for polling; the figures and verdicts are taken
+        from this full read, so no call the simulator answered can be missed by the cursor's bookkeeping.
+        """
+        self.calls = [
+            AddonCall(call.seq, call.time, call.asset_id, call.addon, call.status, call.outcome)
+            for call in self.sim.calls(since=self._start)
+            if call.outcome != "pending"
+            and call.endpoint.startswith(ADDON_PREFIX)
+            and call.asset_id is not None
+            and call.addon is not None
+        ]
+        self._seen = {call.seq for call in self.calls if call.seq > self.since}
 
     def successes(self) -> dict[Pair, int]:
         """Successful calls per (asset, addon)."""
@@ -156,17 +175,19 @@ def wait_all_called(
     while True:
         new = tally.refresh()
         if not tally.missing(expected):
-            return True
+            break
         now = time.monotonic()
         if now >= deadline:
-            return False
+            break
         if idle is not None and new == 0 and idle():
             idle_since = idle_since or now
             if now - idle_since >= idle_seconds:
-                return False
+                break
         else:
             idle_since = None
         time.sleep(interval)
+    tally.reconcile()
+    return not tally.missing(expected)
 
 
 @dataclass(frozen=True)
